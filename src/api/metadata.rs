@@ -1,0 +1,149 @@
+//! Metadata: brokers, cluster id, controller, topics (auto-created when
+//! asked and allowed), partitions with leader epochs.
+
+use indexmap::IndexMap;
+use kafka_protocol::messages::metadata_response::{
+    MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
+};
+use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse, TopicName};
+use kafka_protocol::protocol::StrBytes;
+
+use super::{Code, RequestContext};
+use crate::metadata::{MetadataError, TopicInfo};
+
+/// Kafka's "authorized operations not requested" marker.
+const AUTHORIZED_OPERATIONS_OMITTED: i32 = i32::MIN;
+
+pub fn handle(ctx: &RequestContext, req: MetadataRequest) -> MetadataResponse {
+    let broker = &ctx.broker;
+    let node = broker.node_id();
+    // v0–v3 have no flag: they always auto-create, as Kafka does.
+    let may_create = broker.config.auto_create_topics_enable
+        && (ctx.version < 4 || req.allow_auto_topic_creation);
+    let mut topics = Vec::new();
+    match req.topics {
+        // v0 sends an empty list for "all topics"; v1+ sends null.
+        Some(ref list) if !(ctx.version == 0 && list.is_empty()) => {
+            for t in list {
+                let image = broker.metadata.image();
+                let by_name = t.name.as_ref().map(|n| n.as_str().to_string());
+                let found = match &by_name {
+                    Some(name) => image.topic(name).cloned(),
+                    None => image.topic_by_id(&t.topic_id).cloned(),
+                };
+                let entry = match (found, by_name) {
+                    (Some(info), _) => describe_topic(&info, node, ctx.version),
+                    (None, Some(name)) if may_create => {
+                        match broker.create_topic(
+                            &name,
+                            broker.config.num_partitions,
+                            IndexMap::new(),
+                        ) {
+                            Ok(info) => describe_topic(&info, node, ctx.version),
+                            // Another connection created it first.
+                            Err(MetadataError::TopicExists(_)) => {
+                                match broker.metadata.image().topic(&name) {
+                                    Some(info) => describe_topic(info, node, ctx.version),
+                                    None => error_topic(
+                                        ctx.version,
+                                        Some(name),
+                                        t.topic_id,
+                                        Code::UnknownTopicOrPartition.code(),
+                                    ),
+                                }
+                            }
+                            Err(MetadataError::InvalidTopicName(_)) => error_topic(
+                                ctx.version,
+                                Some(name),
+                                t.topic_id,
+                                Code::InvalidTopicException.code(),
+                            ),
+                            Err(e) => {
+                                tracing::error!(topic = %name, "auto-create failed: {e}");
+                                error_topic(
+                                    ctx.version,
+                                    Some(name),
+                                    t.topic_id,
+                                    Code::UnknownServerError.code(),
+                                )
+                            }
+                        }
+                    }
+                    (None, Some(name)) => {
+                        let code = if crate::metadata::topic_name::validate(&name).is_err() {
+                            Code::InvalidTopicException
+                        } else {
+                            Code::UnknownTopicOrPartition
+                        };
+                        error_topic(ctx.version, Some(name), t.topic_id, code.code())
+                    }
+                    (None, None) => {
+                        error_topic(ctx.version, None, t.topic_id, Code::UnknownTopicId.code())
+                    }
+                };
+                topics.push(entry);
+            }
+        }
+        _ => {
+            let image = broker.metadata.image();
+            topics.extend(
+                image
+                    .topics
+                    .values()
+                    .map(|info| describe_topic(info, node, ctx.version)),
+            );
+        }
+    }
+    let advertised = &broker.advertised;
+    let cluster_id =
+        (ctx.version >= 2).then(|| StrBytes::from_string(broker.metadata.cluster_id().to_string()));
+    let controller = if ctx.version >= 1 { node } else { -1 };
+    MetadataResponse::default()
+        .with_brokers(vec![MetadataResponseBroker::default()
+            .with_node_id(BrokerId(node))
+            .with_host(StrBytes::from_string(advertised.host.clone()))
+            .with_port(advertised.port as i32)])
+        .with_cluster_id(cluster_id)
+        .with_controller_id(BrokerId(controller))
+        .with_topics(topics)
+        .with_cluster_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED)
+}
+
+/// Fields newer than the request's version must stay at their defaults or
+/// the encoder refuses them: leader epochs are v7+, topic ids v10+.
+fn describe_topic(info: &TopicInfo, node: i32, version: i16) -> MetadataResponseTopic {
+    let partitions = (0..info.partitions)
+        .map(|p| {
+            MetadataResponsePartition::default()
+                .with_partition_index(p)
+                .with_leader_id(BrokerId(node))
+                .with_leader_epoch(if version >= 7 { 0 } else { -1 })
+                .with_replica_nodes(vec![BrokerId(node)])
+                .with_isr_nodes(vec![BrokerId(node)])
+        })
+        .collect();
+    MetadataResponseTopic::default()
+        .with_name(Some(TopicName(StrBytes::from_string(info.name.clone()))))
+        .with_topic_id(if version >= 10 {
+            info.id
+        } else {
+            uuid::Uuid::nil()
+        })
+        .with_partitions(partitions)
+        .with_topic_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED)
+}
+
+fn error_topic(
+    version: i16,
+    name: Option<String>,
+    id: uuid::Uuid,
+    code: i16,
+) -> MetadataResponseTopic {
+    MetadataResponseTopic::default()
+        .with_error_code(code)
+        .with_name(Some(TopicName(StrBytes::from_string(
+            name.unwrap_or_default(),
+        ))))
+        .with_topic_id(if version >= 10 { id } else { uuid::Uuid::nil() })
+        .with_topic_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED)
+}

@@ -1,0 +1,176 @@
+//! Produce: appends are applied at once, in arrival order; the response
+//! waits only for what the flush policy demands (group-committed fsync).
+
+use std::sync::Arc;
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
+
+use super::{Code, RequestContext, ResponseFuture, NO_ERROR};
+use crate::log::{now_ms, LogError, PartitionLog};
+use crate::protocol::{HeaderPrefix, ProtocolError};
+
+pub fn handle(ctx: RequestContext, req: ProduceRequest) -> ResponseFuture {
+    let broker = ctx.broker.clone();
+    let image = broker.metadata.image();
+    let acks = req.acks;
+    let now = now_ms();
+    let mut to_flush: Vec<(usize, usize, Arc<PartitionLog>)> = Vec::new();
+    let mut responses = Vec::with_capacity(req.topic_data.len());
+    for (ti, topic) in req.topic_data.into_iter().enumerate() {
+        let info = if ctx.version >= 13 {
+            image.topic_by_id(&topic.topic_id)
+        } else {
+            image.topic(topic.name.as_str())
+        };
+        let missing = if ctx.version >= 13 {
+            Code::UnknownTopicId
+        } else {
+            Code::UnknownTopicOrPartition
+        };
+        let mut partitions = Vec::with_capacity(topic.partition_data.len());
+        for (pi, p) in topic.partition_data.into_iter().enumerate() {
+            let mut resp = PartitionProduceResponse::default()
+                .with_index(p.index)
+                .with_base_offset(-1)
+                .with_log_append_time_ms(-1)
+                .with_log_start_offset(-1);
+            let log = info.and_then(|i| broker.logs.get(&i.id, p.index));
+            let code = if !matches!(acks, -1..=1) {
+                Code::InvalidRequiredAcks.code()
+            } else if req.transactional_id.is_some() {
+                // Transactions arrive with the transaction coordinator.
+                Code::TransactionalIdAuthorizationFailed.code()
+            } else if let Some(log) = log {
+                match p.records.as_deref().map(|r| log.append_as_leader(r, now)) {
+                    Some(Ok(appended)) => {
+                        resp.base_offset = appended.base_offset;
+                        resp.log_append_time_ms = appended.log_append_time;
+                        if ctx.version >= 5 {
+                            resp.log_start_offset = appended.log_start_offset;
+                        }
+                        if appended.needs_flush {
+                            to_flush.push((ti, pi, log));
+                        }
+                        NO_ERROR
+                    }
+                    Some(Err(e)) => {
+                        log_unexpected(&e, &log);
+                        e.error_code()
+                    }
+                    None => Code::InvalidRecord.code(),
+                }
+            } else {
+                missing.code()
+            };
+            resp.error_code = code;
+            partitions.push(resp);
+        }
+        responses.push(
+            TopicProduceResponse::default()
+                .with_name(topic.name)
+                .with_topic_id(topic.topic_id)
+                .with_partition_responses(partitions),
+        );
+    }
+    Box::pin(async move {
+        let flushes = to_flush
+            .iter()
+            .map(|(_, _, log)| broker.logs.flush(log.clone()));
+        let results = futures::future::join_all(flushes).await;
+        for ((ti, pi, log), result) in to_flush.iter().zip(results) {
+            if let Err(e) = result {
+                tracing::error!(topic = %log.topic, partition = log.partition, "flush failed: {e}");
+                responses[*ti].partition_responses[*pi].error_code = Code::KafkaStorageError.code();
+            }
+        }
+        if acks == 0 {
+            return Ok(None);
+        }
+        ctx.encode(&ProduceResponse::default().with_responses(responses))
+    })
+}
+
+fn log_unexpected(e: &LogError, log: &PartitionLog) {
+    if let LogError::Io(err) = e {
+        tracing::error!(topic = %log.topic, partition = log.partition, "append failed: {err}");
+    }
+}
+
+/// Produce v0–v2 (magic 0/1 message sets) are advertised for old clients'
+/// sake but refused: every partition gets UNSUPPORTED_VERSION, in the v0–v2
+/// response layout (which the `kafka-protocol` crate does not encode).
+/// Request v0–v2 body: acks i16, timeout i32, [topic string, [partition i32,
+/// message_set bytes]]. Response: [topic, [partition i32, error i16,
+/// base_offset i64, (v2) log_append_time i64]], (v1+) throttle_time_ms i32.
+pub fn legacy_unsupported(
+    prefix: HeaderPrefix,
+    frame: &[u8],
+) -> Result<Option<Bytes>, ProtocolError> {
+    let malformed = |reason: &str| ProtocolError::Malformed {
+        key: kafka_protocol::messages::ApiKey::Produce,
+        version: prefix.api_version,
+        reason: reason.to_string(),
+    };
+    let mut b = &frame[8..];
+    // client_id: nullable string (header v1).
+    let client_len = take_i16(&mut b).ok_or_else(|| malformed("truncated client id"))?;
+    if client_len > 0 {
+        skip(&mut b, client_len as usize).ok_or_else(|| malformed("truncated client id"))?;
+    }
+    let acks = take_i16(&mut b).ok_or_else(|| malformed("truncated acks"))?;
+    let _timeout = take_i32(&mut b).ok_or_else(|| malformed("truncated timeout"))?;
+    let topic_count = take_i32(&mut b).ok_or_else(|| malformed("truncated topics"))?;
+    let mut out = BytesMut::new();
+    out.put_i32(0);
+    out.put_i32(prefix.correlation_id);
+    out.put_i32(topic_count.max(0));
+    for _ in 0..topic_count.max(0) {
+        let name_len = take_i16(&mut b)
+            .filter(|&l| l >= 0)
+            .ok_or_else(|| malformed("bad topic name"))?;
+        let name = b
+            .get(..name_len as usize)
+            .ok_or_else(|| malformed("truncated topic name"))?;
+        out.put_i16(name_len);
+        out.put_slice(name);
+        b.advance(name_len as usize);
+        let parts = take_i32(&mut b).ok_or_else(|| malformed("truncated partitions"))?;
+        out.put_i32(parts.max(0));
+        for _ in 0..parts.max(0) {
+            let partition = take_i32(&mut b).ok_or_else(|| malformed("truncated partition"))?;
+            let set_len = take_i32(&mut b).ok_or_else(|| malformed("truncated message set"))?;
+            if set_len > 0 {
+                skip(&mut b, set_len as usize).ok_or_else(|| malformed("truncated message set"))?;
+            }
+            out.put_i32(partition);
+            out.put_i16(Code::UnsupportedVersion.code());
+            out.put_i64(-1);
+            if prefix.api_version >= 2 {
+                out.put_i64(-1);
+            }
+        }
+    }
+    if prefix.api_version >= 1 {
+        out.put_i32(0);
+    }
+    if acks == 0 {
+        return Ok(None);
+    }
+    let len = (out.len() - 4) as i32;
+    out[..4].copy_from_slice(&len.to_be_bytes());
+    Ok(Some(out.freeze()))
+}
+
+fn take_i16(b: &mut &[u8]) -> Option<i16> {
+    (b.len() >= 2).then(|| b.get_i16())
+}
+
+fn take_i32(b: &mut &[u8]) -> Option<i32> {
+    (b.len() >= 4).then(|| b.get_i32())
+}
+
+fn skip(b: &mut &[u8], n: usize) -> Option<()> {
+    (b.len() >= n).then(|| b.advance(n))
+}

@@ -1,0 +1,27 @@
+//! InitProducerId for idempotent producers (no transactional id).
+
+use kafka_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse, ProducerId};
+
+use super::{Code, RequestContext};
+
+pub fn init_producer_id(
+    ctx: &RequestContext,
+    req: InitProducerIdRequest,
+) -> InitProducerIdResponse {
+    let resp = InitProducerIdResponse::default()
+        .with_producer_id(ProducerId(-1))
+        .with_producer_epoch(-1);
+    if req.transactional_id.is_some() {
+        // The transaction coordinator is not built yet (see README).
+        return resp.with_error_code(Code::TransactionalIdAuthorizationFailed.code());
+    }
+    // Without a transactional id Kafka always hands out a fresh id at epoch 0,
+    // also to a producer asking to bump its epoch (KIP-360).
+    match ctx.broker.metadata.allocate_producer_id() {
+        Ok(id) => resp.with_producer_id(ProducerId(id)).with_producer_epoch(0),
+        Err(e) => {
+            tracing::error!("producer id allocation failed: {e}");
+            resp.with_error_code(Code::UnknownServerError.code())
+        }
+    }
+}

@@ -1,0 +1,195 @@
+//! The broker: its parts wired together, start-up and graceful shutdown.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context;
+use indexmap::IndexMap;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::config::{BrokerConfig, Endpoint};
+use crate::log::LogManager;
+use crate::metadata::{MetadataError, MetadataStore, TopicInfo};
+
+pub struct Broker {
+    pub config: BrokerConfig,
+    pub metadata: MetadataStore,
+    pub logs: Arc<LogManager>,
+    /// Where clients are told to connect (advertised listener, port resolved
+    /// after binding so `:0` works in tests).
+    pub advertised: Endpoint,
+}
+
+impl Broker {
+    pub fn node_id(&self) -> i32 {
+        self.config.node_id
+    }
+
+    /// Creates a topic: validated, partition directories made, then the
+    /// metadata record written and the topic published.
+    pub fn create_topic(
+        &self,
+        name: &str,
+        partitions: i32,
+        overrides: IndexMap<String, String>,
+    ) -> Result<Arc<TopicInfo>, MetadataError> {
+        let info = self
+            .metadata
+            .create_topic(name, partitions, overrides, |info| {
+                self.logs
+                    .create_topic(info)
+                    .map_err(|source| MetadataError::Io {
+                        path: self.logs.dir().to_path_buf(),
+                        source,
+                    })
+            })?;
+        tracing::info!(topic = name, partitions, id = %info.id, "created topic");
+        Ok(info)
+    }
+
+    pub fn delete_topic(&self, id: uuid::Uuid) -> Result<Arc<TopicInfo>, MetadataError> {
+        let info = self.metadata.delete_topic(id)?;
+        self.logs
+            .delete_topic(&info)
+            .map_err(|source| MetadataError::Io {
+                path: self.logs.dir().to_path_buf(),
+                source,
+            })?;
+        tracing::info!(topic = %info.name, "deleted topic");
+        Ok(info)
+    }
+}
+
+/// A running broker. Dropping it does not stop it; call [`shutdown`].
+///
+/// [`shutdown`]: BrokerHandle::shutdown
+pub struct BrokerHandle {
+    pub broker: Arc<Broker>,
+    addrs: Vec<SocketAddr>,
+    shutdown_tx: watch::Sender<bool>,
+    accept_tasks: Vec<JoinHandle<()>>,
+    background: Vec<JoinHandle<()>>,
+}
+
+impl BrokerHandle {
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addrs[0]
+    }
+
+    /// `host:port` of the advertised listener, for `bootstrap.servers`.
+    pub fn bootstrap_servers(&self) -> String {
+        format!(
+            "{}:{}",
+            self.broker.advertised.host, self.broker.advertised.port
+        )
+    }
+
+    /// Stops accepting, lets connections answer what they already read,
+    /// flushes and seals every partition, and writes the clean-shutdown marker.
+    pub async fn shutdown(self) -> anyhow::Result<()> {
+        let _ = self.shutdown_tx.send(true);
+        for t in self.accept_tasks {
+            let _ = t.await;
+        }
+        for t in self.background {
+            t.abort();
+        }
+        let logs = self.broker.logs.clone();
+        tokio::task::spawn_blocking(move || logs.shutdown())
+            .await
+            .context("shutdown task")?
+            .context("flushing logs")?;
+        tracing::info!("shut down cleanly");
+        Ok(())
+    }
+
+    /// Resolves when a shutdown has been requested through [`trigger`].
+    pub fn shutdown_sender(&self) -> watch::Sender<bool> {
+        self.shutdown_tx.clone()
+    }
+}
+
+/// Binds the listeners, opens (and if needed recovers) the data directory and
+/// starts serving.
+pub async fn start(config: BrokerConfig) -> anyhow::Result<BrokerHandle> {
+    let mut listeners = Vec::new();
+    let mut addrs = Vec::new();
+    for ep in &config.listeners {
+        let host = if ep.host.is_empty() {
+            "0.0.0.0"
+        } else {
+            ep.host.as_str()
+        };
+        let listener = TcpListener::bind((host, ep.port)).await.with_context(|| {
+            format!(
+                "binding listener {}://{}:{}",
+                ep.listener_name, ep.host, ep.port
+            )
+        })?;
+        addrs.push(listener.local_addr()?);
+        listeners.push(listener);
+    }
+    anyhow::ensure!(!listeners.is_empty(), "no listeners configured");
+    let mut advertised = config
+        .advertised_listeners
+        .first()
+        .cloned()
+        .unwrap_or_else(|| config.listeners[0].clone());
+    if advertised.port == 0 {
+        advertised.port = addrs[0].port();
+    }
+    if advertised.host.is_empty() || advertised.host == "0.0.0.0" {
+        advertised.host = "localhost".to_string();
+    }
+
+    let dir = config.log_dir.clone();
+    let defaults = config.topic_defaults.clone();
+    let node_id = config.node_id;
+    let cluster_override = config.cluster_id_override.clone();
+    let (metadata, logs) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
+        let metadata = MetadataStore::open(&dir, node_id, cluster_override.as_deref(), defaults)
+            .with_context(|| format!("opening metadata in {}", dir.display()))?;
+        let logs = LogManager::open(&dir, &metadata.image())
+            .with_context(|| format!("opening logs in {}", dir.display()))?;
+        Ok((metadata, logs))
+    })
+    .await??;
+
+    let broker = Arc::new(Broker {
+        config,
+        metadata,
+        logs: Arc::new(logs),
+        advertised,
+    });
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let background = broker.logs.start_background(
+        broker.config.log_retention_check_interval_ms,
+        shutdown_rx.clone(),
+    );
+    let accept_tasks = listeners
+        .into_iter()
+        .map(|l| {
+            tokio::spawn(crate::server::accept_loop(
+                broker.clone(),
+                l,
+                shutdown_rx.clone(),
+            ))
+        })
+        .collect();
+    tracing::info!(
+        listeners = ?addrs,
+        advertised = %format!("{}:{}", broker.advertised.host, broker.advertised.port),
+        cluster_id = broker.metadata.cluster_id(),
+        node_id = broker.node_id(),
+        "runnel started"
+    );
+    Ok(BrokerHandle {
+        broker,
+        addrs,
+        shutdown_tx,
+        accept_tasks,
+        background,
+    })
+}

@@ -1,0 +1,684 @@
+//! The one table of configuration keys Runnel honours. Loading, `set`, topic
+//! resolution and DescribeConfigs all read their names, types, defaults and
+//! validators from here, so adding a key means adding one row.
+
+use super::{TimestampType, TopicConfig};
+
+/// Kafka's `ConfigDef.Type`, numbered the way DescribeConfigs reports it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ConfigType {
+    Boolean = 1,
+    String = 2,
+    Int = 3,
+    Long = 5,
+    List = 7,
+}
+
+impl ConfigType {
+    pub(crate) fn code(self) -> i8 {
+        self as i8
+    }
+}
+
+/// Validators, mirroring the ones Kafka attaches to the same keys.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Check {
+    Any,
+    AtLeast(i64),
+    Between(i64, i64),
+    /// Kafka refuses a broker-wide retention of zero (it would delete every
+    /// segment as soon as it rolls); negative values mean unlimited.
+    NonZero,
+    OneOf(&'static [&'static str]),
+    SubsetOf(&'static [&'static str]),
+}
+
+/// A parsed value. Every integer width is held as `i64` after its range has
+/// been checked against the key's declared type.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Value {
+    Bool(bool),
+    Num(i64),
+    Text(String),
+}
+
+impl Value {
+    /// Kafka's `ConfigDef.convertToString` form, used in DescribeConfigs.
+    pub(crate) fn render(&self) -> String {
+        match self {
+            Value::Bool(b) => b.to_string(),
+            Value::Num(n) => n.to_string(),
+            Value::Text(s) => s.clone(),
+        }
+    }
+
+    pub(crate) fn num(&self) -> Option<i64> {
+        match self {
+            Value::Num(n) => Some(*n),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn text(&self) -> Option<&str> {
+        match self {
+            Value::Text(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn bool(&self) -> Option<bool> {
+        match self {
+            Value::Bool(b) => Some(*b),
+            _ => None,
+        }
+    }
+}
+
+/// Defaults are typed in the table so they never need parsing at runtime.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum DefaultValue {
+    None,
+    Bool(bool),
+    Num(i64),
+    Str(&'static str),
+}
+
+impl DefaultValue {
+    pub(crate) fn value(self) -> Option<Value> {
+        match self {
+            DefaultValue::None => None,
+            DefaultValue::Bool(b) => Some(Value::Bool(b)),
+            DefaultValue::Num(n) => Some(Value::Num(n)),
+            DefaultValue::Str(s) => Some(Value::Text(s.to_owned())),
+        }
+    }
+}
+
+/// One broker-level key.
+#[derive(Debug)]
+pub(crate) struct KeyDef {
+    pub name: &'static str,
+    pub ty: ConfigType,
+    pub default: DefaultValue,
+    pub check: Check,
+    pub doc: &'static str,
+}
+
+impl KeyDef {
+    /// Parses and validates a raw value; the error is the reason only, the
+    /// caller knows which key and source it came from.
+    pub(crate) fn parse(&self, raw: &str) -> Result<Value, String> {
+        let value = parse_typed(self.ty, raw)?;
+        check(self.check, &value)?;
+        Ok(value)
+    }
+}
+
+/// A broker key that supplies a topic config's default, and the factor that
+/// converts its unit into the topic key's unit (hours to ms, and so on).
+#[derive(Debug)]
+pub(crate) struct BrokerSynonym {
+    pub key: KeyDef,
+    pub scale: i64,
+}
+
+/// Which `TopicConfig` field a topic key lands in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum TopicField {
+    SegmentBytes,
+    SegmentMs,
+    RetentionMs,
+    RetentionBytes,
+    IndexIntervalBytes,
+    MaxMessageBytes,
+    MessageTimestampType,
+    CleanupPolicy,
+    FlushMessages,
+    FlushMs,
+}
+
+/// One topic-level key with its broker synonyms in Kafka's synonym order:
+/// the first one that is set (or, failing that, has a default) wins.
+#[derive(Debug)]
+pub(crate) struct TopicDef {
+    pub name: &'static str,
+    pub ty: ConfigType,
+    pub check: Check,
+    pub field: TopicField,
+    /// Kafka maps any negative broker-wide retention to -1 (unlimited).
+    pub negative_is_unlimited: bool,
+    pub synonyms: &'static [BrokerSynonym],
+    pub doc: &'static str,
+}
+
+impl TopicDef {
+    pub(crate) fn parse(&self, raw: &str) -> Result<Value, String> {
+        let value = parse_typed(self.ty, raw)?;
+        check(self.check, &value)?;
+        Ok(value)
+    }
+}
+
+const MS_PER_MINUTE: i64 = 60_000;
+const MS_PER_HOUR: i64 = 3_600_000;
+const TIMESTAMP_TYPES: &[&str] = &["CreateTime", "LogAppendTime"];
+const CLEANUP_POLICIES: &[&str] = &["compact", "delete"];
+
+pub(crate) static TOPIC_DEFS: &[TopicDef] = &[
+    TopicDef {
+        name: "cleanup.policy",
+        ty: ConfigType::List,
+        check: Check::SubsetOf(CLEANUP_POLICIES),
+        field: TopicField::CleanupPolicy,
+        negative_is_unlimited: false,
+        synonyms: &[BrokerSynonym {
+            key: KeyDef {
+                name: "log.cleanup.policy",
+                ty: ConfigType::List,
+                default: DefaultValue::Str("delete"),
+                check: Check::SubsetOf(CLEANUP_POLICIES),
+                doc: "The default cleanup policy for segments beyond the retention window: delete, compact, or both.",
+            },
+            scale: 1,
+        }],
+        doc: "Retention policy for old log segments: \"delete\" discards them by time or size, \"compact\" keeps the latest value per key; both may be given.",
+    },
+    TopicDef {
+        name: "flush.messages",
+        ty: ConfigType::Long,
+        check: Check::AtLeast(1),
+        field: TopicField::FlushMessages,
+        negative_is_unlimited: false,
+        synonyms: &[BrokerSynonym {
+            key: KeyDef {
+                name: "log.flush.interval.messages",
+                ty: ConfigType::Long,
+                default: DefaultValue::Num(i64::MAX),
+                check: Check::AtLeast(1),
+                doc: "The number of messages accumulated on a log partition before they are fsynced to disk.",
+            },
+            scale: 1,
+        }],
+        doc: "Force an fsync of the log after this many messages have been appended.",
+    },
+    TopicDef {
+        name: "flush.ms",
+        ty: ConfigType::Long,
+        check: Check::AtLeast(0),
+        field: TopicField::FlushMs,
+        negative_is_unlimited: false,
+        synonyms: &[
+            BrokerSynonym {
+                key: KeyDef {
+                    name: "log.flush.interval.ms",
+                    ty: ConfigType::Long,
+                    default: DefaultValue::None,
+                    check: Check::Any,
+                    doc: "The maximum time in ms that a message may sit in memory before it is fsynced to disk. If not set, log.flush.scheduler.interval.ms is used.",
+                },
+                scale: 1,
+            },
+            BrokerSynonym {
+                key: KeyDef {
+                    name: "log.flush.scheduler.interval.ms",
+                    ty: ConfigType::Long,
+                    default: DefaultValue::Num(i64::MAX),
+                    check: Check::Any,
+                    doc: "The default for log.flush.interval.ms when that is not set.",
+                },
+                scale: 1,
+            },
+        ],
+        doc: "Force an fsync of the log once this much time has passed since the last one.",
+    },
+    TopicDef {
+        name: "index.interval.bytes",
+        ty: ConfigType::Int,
+        check: Check::AtLeast(0),
+        field: TopicField::IndexIntervalBytes,
+        negative_is_unlimited: false,
+        synonyms: &[BrokerSynonym {
+            key: KeyDef {
+                name: "log.index.interval.bytes",
+                ty: ConfigType::Int,
+                default: DefaultValue::Num(4096),
+                check: Check::AtLeast(0),
+                doc: "The interval in bytes at which an entry is added to the offset index.",
+            },
+            scale: 1,
+        }],
+        doc: "How many bytes of log to append between offset index entries.",
+    },
+    TopicDef {
+        name: "max.message.bytes",
+        ty: ConfigType::Int,
+        check: Check::AtLeast(0),
+        field: TopicField::MaxMessageBytes,
+        negative_is_unlimited: false,
+        synonyms: &[BrokerSynonym {
+            key: KeyDef {
+                name: "message.max.bytes",
+                ty: ConfigType::Int,
+                default: DefaultValue::Num(1_048_588),
+                check: Check::AtLeast(0),
+                doc: "The largest record batch size allowed, after compression.",
+            },
+            scale: 1,
+        }],
+        doc: "The largest record batch size allowed for this topic, after compression.",
+    },
+    TopicDef {
+        name: "message.timestamp.type",
+        ty: ConfigType::String,
+        check: Check::OneOf(TIMESTAMP_TYPES),
+        field: TopicField::MessageTimestampType,
+        negative_is_unlimited: false,
+        synonyms: &[BrokerSynonym {
+            key: KeyDef {
+                name: "log.message.timestamp.type",
+                ty: ConfigType::String,
+                default: DefaultValue::Str("CreateTime"),
+                check: Check::OneOf(TIMESTAMP_TYPES),
+                doc: "Whether record timestamps are the producer's create time or the broker's append time: CreateTime or LogAppendTime.",
+            },
+            scale: 1,
+        }],
+        doc: "Whether record timestamps are the producer's create time or the broker's append time: CreateTime or LogAppendTime.",
+    },
+    TopicDef {
+        name: "retention.bytes",
+        ty: ConfigType::Long,
+        check: Check::Any,
+        field: TopicField::RetentionBytes,
+        negative_is_unlimited: false,
+        synonyms: &[BrokerSynonym {
+            key: KeyDef {
+                name: "log.retention.bytes",
+                ty: ConfigType::Long,
+                default: DefaultValue::Num(-1),
+                check: Check::Any,
+                doc: "The maximum size of a partition's log before old segments are deleted; -1 means unlimited.",
+            },
+            scale: 1,
+        }],
+        doc: "The maximum size a partition's log may grow to before old segments are deleted; -1 means unlimited.",
+    },
+    TopicDef {
+        name: "retention.ms",
+        ty: ConfigType::Long,
+        check: Check::AtLeast(-1),
+        field: TopicField::RetentionMs,
+        negative_is_unlimited: true,
+        synonyms: &[
+            BrokerSynonym {
+                key: KeyDef {
+                    name: "log.retention.ms",
+                    ty: ConfigType::Long,
+                    default: DefaultValue::None,
+                    check: Check::NonZero,
+                    doc: "How long to keep a log segment before deleting it, in ms; takes precedence over log.retention.minutes. -1 means unlimited.",
+                },
+                scale: 1,
+            },
+            BrokerSynonym {
+                key: KeyDef {
+                    name: "log.retention.minutes",
+                    ty: ConfigType::Int,
+                    default: DefaultValue::None,
+                    check: Check::NonZero,
+                    doc: "How long to keep a log segment before deleting it, in minutes; takes precedence over log.retention.hours.",
+                },
+                scale: MS_PER_MINUTE,
+            },
+            BrokerSynonym {
+                key: KeyDef {
+                    name: "log.retention.hours",
+                    ty: ConfigType::Int,
+                    default: DefaultValue::Num(168),
+                    check: Check::NonZero,
+                    doc: "How long to keep a log segment before deleting it, in hours.",
+                },
+                scale: MS_PER_HOUR,
+            },
+        ],
+        doc: "How long to keep a log segment before deleting it, in ms; -1 means unlimited.",
+    },
+    TopicDef {
+        name: "segment.bytes",
+        ty: ConfigType::Int,
+        check: Check::AtLeast(14),
+        field: TopicField::SegmentBytes,
+        negative_is_unlimited: false,
+        synonyms: &[BrokerSynonym {
+            key: KeyDef {
+                name: "log.segment.bytes",
+                ty: ConfigType::Int,
+                default: DefaultValue::Num(1_073_741_824),
+                check: Check::AtLeast(14),
+                doc: "The maximum size of a single log segment file.",
+            },
+            scale: 1,
+        }],
+        doc: "The maximum size of a single log segment file.",
+    },
+    TopicDef {
+        name: "segment.ms",
+        ty: ConfigType::Long,
+        check: Check::AtLeast(1),
+        field: TopicField::SegmentMs,
+        negative_is_unlimited: false,
+        synonyms: &[
+            BrokerSynonym {
+                key: KeyDef {
+                    name: "log.roll.ms",
+                    ty: ConfigType::Long,
+                    default: DefaultValue::None,
+                    check: Check::AtLeast(1),
+                    doc: "The maximum time before a new log segment is rolled out, in ms; takes precedence over log.roll.hours.",
+                },
+                scale: 1,
+            },
+            BrokerSynonym {
+                key: KeyDef {
+                    name: "log.roll.hours",
+                    ty: ConfigType::Int,
+                    default: DefaultValue::Num(168),
+                    check: Check::AtLeast(1),
+                    doc: "The maximum time before a new log segment is rolled out, in hours.",
+                },
+                scale: MS_PER_HOUR,
+            },
+        ],
+        doc: "The maximum time before the active segment is rolled even if it is not full.",
+    },
+];
+
+/// Broker keys that are not a topic config's synonym.
+pub(crate) static BROKER_DEFS: &[KeyDef] = &[
+    KeyDef {
+        name: "node.id",
+        ty: ConfigType::Int,
+        default: DefaultValue::Num(1),
+        check: Check::AtLeast(0),
+        doc: "The id of this node. broker.id is read as an alias when node.id is not set.",
+    },
+    KeyDef {
+        name: "listeners",
+        ty: ConfigType::List,
+        default: DefaultValue::Str("PLAINTEXT://localhost:9092"),
+        check: Check::Any,
+        doc: "Comma-separated NAME://host:port listeners; an empty host binds every interface.",
+    },
+    KeyDef {
+        name: "advertised.listeners",
+        ty: ConfigType::List,
+        default: DefaultValue::None,
+        check: Check::Any,
+        doc:
+            "Listeners to publish to clients, matched to listeners by name; defaults to listeners.",
+    },
+    KeyDef {
+        name: "listener.security.protocol.map",
+        ty: ConfigType::String,
+        default: DefaultValue::Str(
+            "PLAINTEXT:PLAINTEXT,SSL:SSL,SASL_PLAINTEXT:SASL_PLAINTEXT,SASL_SSL:SASL_SSL",
+        ),
+        check: Check::Any,
+        doc: "Map from listener name to security protocol, as NAME:PROTOCOL pairs.",
+    },
+    KeyDef {
+        name: "controller.listener.names",
+        ty: ConfigType::List,
+        default: DefaultValue::None,
+        check: Check::Any,
+        doc: "Listener names used by the KRaft controller; Runnel does not open them.",
+    },
+    KeyDef {
+        name: "log.dirs",
+        ty: ConfigType::List,
+        default: DefaultValue::None,
+        check: Check::Any,
+        doc: "The directory in which log data is kept (exactly one); overrides log.dir.",
+    },
+    KeyDef {
+        name: "log.dir",
+        ty: ConfigType::String,
+        default: DefaultValue::Str("./runnel-data"),
+        check: Check::Any,
+        doc: "The directory in which log data is kept, used when log.dirs is not set.",
+    },
+    KeyDef {
+        name: "num.partitions",
+        ty: ConfigType::Int,
+        default: DefaultValue::Num(1),
+        check: Check::AtLeast(1),
+        doc: "The default number of partitions for auto-created topics.",
+    },
+    KeyDef {
+        name: "default.replication.factor",
+        ty: ConfigType::Int,
+        default: DefaultValue::Num(1),
+        check: Check::Between(1, i16::MAX as i64),
+        doc: "The default replication factor for auto-created topics.",
+    },
+    KeyDef {
+        name: "auto.create.topics.enable",
+        ty: ConfigType::Boolean,
+        default: DefaultValue::Bool(true),
+        check: Check::Any,
+        doc:
+            "Create a topic when a client asks for metadata or produces to one that does not exist.",
+    },
+    KeyDef {
+        name: "log.retention.check.interval.ms",
+        ty: ConfigType::Long,
+        default: DefaultValue::Num(300_000),
+        check: Check::AtLeast(1),
+        doc:
+            "How often, in ms, the log cleaner checks whether any segment is eligible for deletion.",
+    },
+    KeyDef {
+        name: "socket.request.max.bytes",
+        ty: ConfigType::Int,
+        default: DefaultValue::Num(104_857_600),
+        check: Check::AtLeast(1),
+        doc: "The largest request the broker will read from a socket.",
+    },
+    KeyDef {
+        name: "max.connections",
+        ty: ConfigType::Int,
+        default: DefaultValue::Num(i32::MAX as i64),
+        check: Check::AtLeast(0),
+        doc: "The maximum number of connections the broker accepts at once.",
+    },
+];
+
+/// Known Kafka broker keys that load without error but do nothing here yet.
+pub(crate) static ACCEPTED_BROKER_KEYS: &[&str] = &[
+    "broker.id",
+    "broker.rack",
+    "compression.type",
+    "controller.quorum.bootstrap.servers",
+    "controller.quorum.voters",
+    "delete.topic.enable",
+    "group.initial.rebalance.delay.ms",
+    "inter.broker.listener.name",
+    "log.cleaner.enable",
+    "log.segment.delete.delay.ms",
+    "metadata.log.dir",
+    "min.insync.replicas",
+    "num.io.threads",
+    "num.network.threads",
+    "num.recovery.threads.per.data.dir",
+    "offsets.topic.num.partitions",
+    "offsets.topic.replication.factor",
+    "process.roles",
+    "share.coordinator.state.topic.min.isr",
+    "share.coordinator.state.topic.replication.factor",
+    "socket.receive.buffer.bytes",
+    "socket.send.buffer.bytes",
+    "transaction.state.log.min.isr",
+    "transaction.state.log.replication.factor",
+    "unclean.leader.election.enable",
+    "zookeeper.connect",
+];
+
+/// Known Kafka topic keys that clients routinely send when creating topics
+/// (Connect, Streams, Debezium and friends). Rejecting them would break those
+/// clients for a setting we cannot act on anyway, so they are accepted and
+/// ignored; truly unknown names are still an error, as in Kafka.
+pub(crate) static ACCEPTED_TOPIC_KEYS: &[&str] = &[
+    "compression.type",
+    "delete.retention.ms",
+    "file.delete.delay.ms",
+    "follower.replication.throttled.replicas",
+    "leader.replication.throttled.replicas",
+    "local.retention.bytes",
+    "local.retention.ms",
+    "max.compaction.lag.ms",
+    "message.downconversion.enable",
+    "message.timestamp.after.max.ms",
+    "message.timestamp.before.max.ms",
+    "message.timestamp.difference.max.ms",
+    "min.cleanable.dirty.ratio",
+    "min.compaction.lag.ms",
+    "min.insync.replicas",
+    "preallocate",
+    "remote.storage.enable",
+    "segment.index.bytes",
+    "segment.jitter.ms",
+    "unclean.leader.election.enable",
+];
+
+/// Every broker key we honour: the broker-only ones, then the topic synonyms.
+pub(crate) fn broker_keys() -> impl Iterator<Item = &'static KeyDef> {
+    BROKER_DEFS.iter().chain(
+        TOPIC_DEFS
+            .iter()
+            .flat_map(|t| t.synonyms.iter().map(|s| &s.key)),
+    )
+}
+
+pub(crate) fn broker_key(name: &str) -> Option<&'static KeyDef> {
+    broker_keys().find(|k| k.name == name)
+}
+
+pub(crate) fn topic_def(name: &str) -> Option<&'static TopicDef> {
+    TOPIC_DEFS.iter().find(|t| t.name == name)
+}
+
+/// Kafka's `brokerConfigSynonyms`: the keys that feed the same setting, in
+/// precedence order. A key outside any group is its own only synonym.
+pub(crate) fn synonym_group(name: &'static str) -> Vec<&'static str> {
+    TOPIC_DEFS
+        .iter()
+        .find(|t| t.synonyms.iter().any(|s| s.key.name == name))
+        .map(|t| t.synonyms.iter().map(|s| s.key.name).collect())
+        .unwrap_or_else(|| vec![name])
+}
+
+fn parse_typed(ty: ConfigType, raw: &str) -> Result<Value, String> {
+    // Kafka trims every value before parsing it.
+    let s = raw.trim();
+    match ty {
+        ConfigType::Boolean => {
+            if s.eq_ignore_ascii_case("true") {
+                Ok(Value::Bool(true))
+            } else if s.eq_ignore_ascii_case("false") {
+                Ok(Value::Bool(false))
+            } else {
+                Err("not a boolean (expected true or false)".to_owned())
+            }
+        }
+        ConfigType::Int => parse_int(s, i32::MIN.into(), i32::MAX.into(), "INT"),
+        ConfigType::Long => parse_int(s, i64::MIN, i64::MAX, "LONG"),
+        ConfigType::String => Ok(Value::Text(s.to_owned())),
+        ConfigType::List => Ok(Value::Text(
+            s.split(',')
+                .map(str::trim)
+                .filter(|e| !e.is_empty())
+                .collect::<Vec<_>>()
+                .join(","),
+        )),
+    }
+}
+
+fn parse_int(s: &str, min: i64, max: i64, ty: &str) -> Result<Value, String> {
+    match s.parse::<i128>() {
+        Ok(n) if n >= i128::from(min) && n <= i128::from(max) => Ok(Value::Num(n as i64)),
+        Ok(_) => Err(format!("out of range for type {ty} ({min}..={max})")),
+        Err(_) => Err("not an integer".to_owned()),
+    }
+}
+
+pub(crate) fn check(check: Check, value: &Value) -> Result<(), String> {
+    match (check, value) {
+        (Check::Any, _) => Ok(()),
+        (Check::AtLeast(min), Value::Num(n)) if *n < min => Err(format!("must be at least {min}")),
+        (Check::Between(lo, hi), Value::Num(n)) if *n < lo || *n > hi => {
+            Err(format!("must be between {lo} and {hi}"))
+        }
+        (Check::NonZero, Value::Num(0)) => Err("must be unlimited (-1) or at least 1".to_owned()),
+        (Check::OneOf(allowed), Value::Text(s)) if !allowed.contains(&s.as_str()) => {
+            Err(format!("must be one of {}", allowed.join(", ")))
+        }
+        (Check::SubsetOf(allowed), Value::Text(s)) => {
+            let items: Vec<&str> = s.split(',').filter(|e| !e.is_empty()).collect();
+            if items.is_empty() {
+                return Err(format!("must list at least one of {}", allowed.join(", ")));
+            }
+            for (i, item) in items.iter().enumerate() {
+                if !allowed.contains(item) {
+                    return Err(format!("'{item}' is not one of {}", allowed.join(", ")));
+                }
+                if items[..i].contains(item) {
+                    return Err(format!("'{item}' is listed twice"));
+                }
+            }
+            Ok(())
+        }
+        _ => Ok(()),
+    }
+}
+
+impl TopicConfig {
+    /// Stores an already validated value. Fails only if the table and the
+    /// field disagree on type, which the tests rule out.
+    pub(crate) fn store(&mut self, field: TopicField, value: &Value) -> Result<(), String> {
+        let num = || value.num().ok_or_else(|| "expected a number".to_owned());
+        let int =
+            || num().and_then(|n| i32::try_from(n).map_err(|_| "out of range for type INT".into()));
+        let text = || value.text().ok_or_else(|| "expected a string".to_owned());
+        match field {
+            TopicField::SegmentBytes => self.segment_bytes = int()?,
+            TopicField::SegmentMs => self.segment_ms = num()?,
+            TopicField::RetentionMs => self.retention_ms = num()?,
+            TopicField::RetentionBytes => self.retention_bytes = num()?,
+            TopicField::IndexIntervalBytes => self.index_interval_bytes = int()?,
+            TopicField::MaxMessageBytes => self.max_message_bytes = int()?,
+            TopicField::MessageTimestampType => {
+                self.message_timestamp_type = TimestampType::from_name(text()?)
+                    .ok_or_else(|| format!("must be one of {}", TIMESTAMP_TYPES.join(", ")))?
+            }
+            TopicField::CleanupPolicy => self.cleanup_policy = text()?.to_owned(),
+            TopicField::FlushMessages => self.flush_messages = num()?,
+            TopicField::FlushMs => self.flush_ms = num()?,
+        }
+        Ok(())
+    }
+
+    pub(crate) fn render(&self, field: TopicField) -> String {
+        match field {
+            TopicField::SegmentBytes => self.segment_bytes.to_string(),
+            TopicField::SegmentMs => self.segment_ms.to_string(),
+            TopicField::RetentionMs => self.retention_ms.to_string(),
+            TopicField::RetentionBytes => self.retention_bytes.to_string(),
+            TopicField::IndexIntervalBytes => self.index_interval_bytes.to_string(),
+            TopicField::MaxMessageBytes => self.max_message_bytes.to_string(),
+            TopicField::MessageTimestampType => self.message_timestamp_type.as_str().to_owned(),
+            TopicField::CleanupPolicy => self.cleanup_policy.clone(),
+            TopicField::FlushMessages => self.flush_messages.to_string(),
+            TopicField::FlushMs => self.flush_ms.to_string(),
+        }
+    }
+}

@@ -1,0 +1,684 @@
+//! Broker configuration, loaded the way Apache Kafka loads it: Kafka's property
+//! names and defaults, from a `.properties` file, `KAFKA_*` environment
+//! variables mapped as the official `apache/kafka` image maps them, and
+//! `--override key=value` flags (flags > env > file > defaults). Also answers
+//! DescribeConfigs for the broker and for topics.
+//!
+//! Every key we honour is defined once, in `defs.rs`.
+
+mod defs;
+mod listeners;
+mod sources;
+#[cfg(test)]
+mod tests;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use indexmap::IndexMap;
+
+use defs::{KeyDef, TopicDef, Value};
+pub use listeners::Endpoint;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TimestampType {
+    CreateTime,
+    LogAppendTime,
+}
+
+impl TimestampType {
+    /// The spelling Kafka uses in `message.timestamp.type`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TimestampType::CreateTime => "CreateTime",
+            TimestampType::LogAppendTime => "LogAppendTime",
+        }
+    }
+
+    pub(crate) fn from_name(name: &str) -> Option<Self> {
+        match name {
+            "CreateTime" => Some(TimestampType::CreateTime),
+            "LogAppendTime" => Some(TimestampType::LogAppendTime),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for TimestampType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Kafka's DescribeConfigs `config_source` codes (only the ones we produce).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(i8)]
+pub enum ConfigSource {
+    DynamicTopic = 1,
+    StaticBroker = 4,
+    Default = 5,
+}
+
+/// Effective per-topic settings: broker defaults with the topic's overrides
+/// layered on top.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TopicConfig {
+    pub segment_bytes: i32,
+    pub segment_ms: i64,
+    /// -1 means unlimited.
+    pub retention_ms: i64,
+    /// -1 means unlimited.
+    pub retention_bytes: i64,
+    pub index_interval_bytes: i32,
+    pub max_message_bytes: i32,
+    pub message_timestamp_type: TimestampType,
+    /// Kafka's list form: "delete", "compact", or both comma-separated.
+    pub cleanup_policy: String,
+    pub flush_messages: i64,
+    pub flush_ms: i64,
+}
+
+impl TopicConfig {
+    /// Validates per-topic overrides (topic key names only) and layers them on
+    /// the broker defaults.
+    pub fn resolve(
+        defaults: &TopicConfig,
+        overrides: &IndexMap<String, String>,
+    ) -> Result<TopicConfig, ConfigError> {
+        let mut config = defaults.clone();
+        for (key, raw) in overrides {
+            let Some(def) = defs::topic_def(key) else {
+                if defs::ACCEPTED_TOPIC_KEYS.contains(&key.as_str()) {
+                    tracing::info!(key = %key, value = %raw, "topic config is recognised but not used by Runnel yet");
+                    continue;
+                }
+                return Err(ConfigError::UnknownTopicConfig {
+                    key: key.clone(),
+                    value: raw.clone(),
+                });
+            };
+            def.parse(raw)
+                .and_then(|value| config.store(def.field, &value))
+                .map_err(|reason| ConfigError::invalid(key, raw, reason))?;
+        }
+        Ok(config)
+    }
+
+    /// Starting point that `derive_topic_defaults` overwrites field by field.
+    fn blank() -> TopicConfig {
+        TopicConfig {
+            segment_bytes: 0,
+            segment_ms: 0,
+            retention_ms: 0,
+            retention_bytes: 0,
+            index_interval_bytes: 0,
+            max_message_bytes: 0,
+            message_timestamp_type: TimestampType::CreateTime,
+            cleanup_policy: String::new(),
+            flush_messages: 0,
+            flush_ms: 0,
+        }
+    }
+}
+
+/// One entry of a DescribeConfigs result.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DescribedConfig {
+    pub name: String,
+    pub value: Option<String>,
+    pub source: ConfigSource,
+    pub read_only: bool,
+    pub is_sensitive: bool,
+    /// Kafka ConfigType codes: 1 BOOLEAN, 2 STRING, 3 INT, 4 SHORT, 5 LONG,
+    /// 6 DOUBLE, 7 LIST.
+    pub config_type: i8,
+    pub documentation: Option<String>,
+    pub synonyms: Vec<Synonym>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Synonym {
+    pub name: String,
+    pub value: Option<String>,
+    pub source: ConfigSource,
+}
+
+#[derive(thiserror::Error, Debug)]
+pub enum ConfigError {
+    #[error("invalid value '{value}' for {key}: {reason}")]
+    InvalidValue {
+        key: String,
+        value: String,
+        reason: String,
+    },
+    #[error("unsupported value '{value}' for {key}: {reason}")]
+    Unsupported {
+        key: String,
+        value: String,
+        reason: String,
+    },
+    /// Kafka answers this with INVALID_CONFIG.
+    #[error("unknown topic config {key} (value '{value}')")]
+    UnknownTopicConfig { key: String, value: String },
+    #[error("invalid --override '{arg}': expected key=value")]
+    MalformedOverride { arg: String },
+    #[error("cannot read config file {}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl ConfigError {
+    fn invalid(key: &str, value: &str, reason: impl Into<String>) -> Self {
+        ConfigError::InvalidValue {
+            key: key.to_owned(),
+            value: value.trim().to_owned(),
+            reason: reason.into(),
+        }
+    }
+}
+
+/// Where a supplied value came from; kept for log messages.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Origin {
+    File,
+    Environment,
+    Override,
+    Programmatic,
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Origin::File => "config file",
+            Origin::Environment => "environment",
+            Origin::Override => "--override",
+            Origin::Programmatic => "set()",
+        })
+    }
+}
+
+#[derive(Clone, Debug)]
+struct Supplied {
+    value: String,
+    origin: Origin,
+}
+
+#[derive(Clone)]
+struct SuppliedMap(IndexMap<String, Supplied>);
+
+/// Hides values that look like credentials, since a config is the kind of
+/// thing that gets logged with `{:?}` at startup.
+impl fmt::Debug for SuppliedMap {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let secret = |k: &str| ["password", "secret", "jaas"].iter().any(|w| k.contains(w));
+        f.debug_map()
+            .entries(self.0.iter().map(|(k, s)| {
+                let value = if secret(k) {
+                    "[hidden]"
+                } else {
+                    s.value.as_str()
+                };
+                (k, value)
+            }))
+            .finish()
+    }
+}
+
+/// Kafka's alias for node.id; kept out of the table so it is not described
+/// separately from node.id.
+static BROKER_ID: KeyDef = KeyDef {
+    name: "broker.id",
+    ty: defs::ConfigType::Int,
+    default: defs::DefaultValue::None,
+    check: defs::Check::AtLeast(0),
+    doc: "Alias of node.id.",
+};
+
+#[derive(Clone, Debug)]
+pub struct BrokerConfig {
+    pub node_id: i32,
+    /// Listeners to bind, controller listeners already removed.
+    pub listeners: Vec<Endpoint>,
+    /// Same length and order as `listeners`: how each one is published to
+    /// clients, with wildcard hosts replaced by the machine's hostname.
+    pub advertised_listeners: Vec<Endpoint>,
+    pub log_dir: PathBuf,
+    pub num_partitions: i32,
+    pub default_replication_factor: i16,
+    pub auto_create_topics_enable: bool,
+    pub log_retention_check_interval_ms: i64,
+    pub message_max_bytes: i32,
+    pub socket_request_max_bytes: i32,
+    pub max_connections: i32,
+    pub topic_defaults: TopicConfig,
+    pub cluster_id_override: Option<String>,
+    /// Everything the sources supplied, known or not, so `set` can re-derive
+    /// the whole config from scratch.
+    supplied: SuppliedMap,
+    /// Honoured keys that were set explicitly, parsed; this is what
+    /// DescribeConfigs reports as STATIC_BROKER_CONFIG.
+    explicit: IndexMap<&'static str, Value>,
+}
+
+impl BrokerConfig {
+    /// Loads from an optional properties file, the environment and
+    /// `--override key=value` strings, later sources winning.
+    pub fn load(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+        overrides: &[String],
+    ) -> Result<BrokerConfig, ConfigError> {
+        let mut supplied = IndexMap::new();
+        if let Some(path) = file {
+            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+                path: path.to_owned(),
+                source,
+            })?;
+            for (key, value) in sources::parse_properties(&text) {
+                supply(&mut supplied, key, value, Origin::File);
+            }
+        }
+        let (mut cluster_id, mut kafka_cluster_id) = (None, None);
+        for (name, value) in env {
+            match sources::classify_env(&name) {
+                sources::EnvVar::Config(key) => {
+                    supply(&mut supplied, key, value, Origin::Environment)
+                }
+                // The official image reads CLUSTER_ID; KAFKA_CLUSTER_ID is the
+                // Confluent images' spelling, so the former wins.
+                sources::EnvVar::ClusterId if name == "CLUSTER_ID" => cluster_id = Some(value),
+                sources::EnvVar::ClusterId => kafka_cluster_id = Some(value),
+                sources::EnvVar::Ignored => {}
+            }
+        }
+        for arg in overrides {
+            let (key, value) = sources::parse_override(arg)?;
+            supply(&mut supplied, key, value, Origin::Override);
+        }
+        for (key, s) in &supplied {
+            log_unused(key, s);
+        }
+        let cluster_id_override = cluster_id
+            .or(kafka_cluster_id)
+            .map(|id| id.trim().to_owned())
+            .filter(|id| !id.is_empty());
+        Self::build(supplied, cluster_id_override)
+    }
+
+    /// Defaults with a loopback listener on an ephemeral port and the given
+    /// log directory.
+    pub fn default_for_tests(log_dir: PathBuf) -> BrokerConfig {
+        let mut supplied = IndexMap::new();
+        for (key, value) in [
+            ("listeners", "PLAINTEXT://127.0.0.1:0".to_owned()),
+            ("log.dirs", log_dir.to_string_lossy().into_owned()),
+        ] {
+            supply(&mut supplied, key.to_owned(), value, Origin::Programmatic);
+        }
+        let mut config = Self::build(supplied, None)
+            .unwrap_or_else(|e| panic!("default_for_tests({}): {e}", log_dir.display()));
+        // The string form above is lossy for non-UTF-8 paths; keep the original.
+        config.log_dir = log_dir;
+        config
+    }
+
+    /// Applies one broker property as if it had been supplied last, and
+    /// re-derives everything (including `topic_defaults`). On error the
+    /// config is left unchanged. Direct edits to public fields are discarded.
+    pub fn set(&mut self, key: &str, value: &str) -> Result<(), ConfigError> {
+        let key = key.trim();
+        let mut supplied = self.supplied.0.clone();
+        supply(
+            &mut supplied,
+            key.to_owned(),
+            value.to_owned(),
+            Origin::Programmatic,
+        );
+        let mut rebuilt = Self::build(supplied, self.cluster_id_override.clone())?;
+        if key != "log.dirs" && key != "log.dir" {
+            rebuilt.log_dir = std::mem::take(&mut self.log_dir);
+        }
+        if let Some(s) = rebuilt.supplied.0.get(key) {
+            log_unused(key, s);
+        }
+        *self = rebuilt;
+        Ok(())
+    }
+
+    /// DescribeConfigs for this broker: every broker key we honour, sorted by
+    /// name. `keys` of `None` or empty means all of them.
+    pub fn describe(
+        &self,
+        keys: Option<&[String]>,
+        include_synonyms: bool,
+    ) -> Vec<DescribedConfig> {
+        let mut wanted: Vec<&KeyDef> = defs::broker_keys()
+            .filter(|d| is_wanted(keys, d.name))
+            .collect();
+        wanted.sort_by_key(|d| d.name);
+        wanted
+            .into_iter()
+            .map(|def| {
+                let value = self
+                    .explicit
+                    .get(def.name)
+                    .cloned()
+                    .or_else(|| def.default.value())
+                    .map(|v| v.render());
+                let group = defs::synonym_group(def.name);
+                let mut synonyms = self.broker_synonyms(&group);
+                // Kafka drops the higher-precedence synonyms when describing a
+                // lower one: log.retention.hours does not list log.retention.ms.
+                let first = synonyms
+                    .iter()
+                    .position(|s| s.name == def.name)
+                    .unwrap_or(synonyms.len());
+                synonyms.drain(..first);
+                DescribedConfig {
+                    name: def.name.to_owned(),
+                    value,
+                    source: synonyms.first().map_or(ConfigSource::Default, |s| s.source),
+                    // Nothing on the broker can be changed at runtime yet.
+                    read_only: true,
+                    is_sensitive: false,
+                    config_type: def.ty.code(),
+                    documentation: Some(def.doc.to_owned()),
+                    synonyms: if include_synonyms {
+                        synonyms
+                    } else {
+                        Vec::new()
+                    },
+                }
+            })
+            .collect()
+    }
+
+    /// Kafka's synonym order: every explicitly set key of the group, then
+    /// every default of the group.
+    fn broker_synonyms(&self, group: &[&'static str]) -> Vec<Synonym> {
+        let set = group.iter().filter_map(|name| {
+            self.explicit.get(name).map(|v| Synonym {
+                name: (*name).to_owned(),
+                value: Some(v.render()),
+                source: ConfigSource::StaticBroker,
+            })
+        });
+        let defaults = group.iter().filter_map(|name| {
+            defs::broker_key(name)
+                .and_then(|d| d.default.value())
+                .map(|v| Synonym {
+                    name: (*name).to_owned(),
+                    value: Some(v.render()),
+                    source: ConfigSource::Default,
+                })
+        });
+        set.chain(defaults).collect()
+    }
+
+    fn build(
+        supplied: IndexMap<String, Supplied>,
+        cluster_id_override: Option<String>,
+    ) -> Result<BrokerConfig, ConfigError> {
+        let mut explicit: IndexMap<&'static str, Value> = IndexMap::new();
+        for (key, s) in &supplied {
+            if let Some(def) = defs::broker_key(key) {
+                let value = def
+                    .parse(&s.value)
+                    .map_err(|reason| ConfigError::invalid(key, &s.value, reason))?;
+                explicit.insert(def.name, value);
+            }
+        }
+        if let Some(s) = supplied.get(BROKER_ID.name) {
+            let broker_id = BROKER_ID
+                .parse(&s.value)
+                .map_err(|reason| ConfigError::invalid(BROKER_ID.name, &s.value, reason))?;
+            match explicit.get("node.id") {
+                None => {
+                    explicit.insert("node.id", broker_id);
+                }
+                Some(node_id) if *node_id != broker_id => {
+                    return Err(ConfigError::invalid(
+                        BROKER_ID.name,
+                        &s.value,
+                        format!(
+                            "must equal node.id ({}) when both are set",
+                            node_id.render()
+                        ),
+                    ));
+                }
+                Some(_) => {}
+            }
+        }
+        let eff = Effective {
+            explicit: &explicit,
+        };
+
+        let (listeners, advertised_listeners) = listeners::resolve(
+            &listeners::ListenerSettings {
+                listeners: &eff.text("listeners").unwrap_or_default(),
+                advertised: eff.text("advertised.listeners").as_deref(),
+                protocol_map: &eff
+                    .text("listener.security.protocol.map")
+                    .unwrap_or_default(),
+                controller_names: eff.text("controller.listener.names").as_deref(),
+            },
+            hostname,
+        )?;
+
+        Ok(BrokerConfig {
+            node_id: eff.int("node.id")?,
+            listeners,
+            advertised_listeners,
+            log_dir: eff.log_dir()?,
+            num_partitions: eff.int("num.partitions")?,
+            default_replication_factor: {
+                let n = eff.num("default.replication.factor");
+                i16::try_from(n).map_err(|_| {
+                    ConfigError::invalid(
+                        "default.replication.factor",
+                        &n.to_string(),
+                        "out of range",
+                    )
+                })?
+            },
+            auto_create_topics_enable: eff
+                .get("auto.create.topics.enable")
+                .and_then(|v| v.bool())
+                .unwrap_or_default(),
+            log_retention_check_interval_ms: eff.num("log.retention.check.interval.ms"),
+            message_max_bytes: eff.int("message.max.bytes")?,
+            socket_request_max_bytes: eff.int("socket.request.max.bytes")?,
+            max_connections: eff.int("max.connections")?,
+            topic_defaults: eff.topic_defaults()?,
+            cluster_id_override,
+            explicit,
+            supplied: SuppliedMap(supplied),
+        })
+    }
+}
+
+/// Explicit values over table defaults.
+struct Effective<'a> {
+    explicit: &'a IndexMap<&'static str, Value>,
+}
+
+impl Effective<'_> {
+    fn get(&self, name: &str) -> Option<Value> {
+        let value = self
+            .explicit
+            .get(name)
+            .cloned()
+            .or_else(|| defs::broker_key(name).and_then(|d| d.default.value()));
+        debug_assert!(
+            defs::broker_key(name).is_some(),
+            "{name} is missing from the config table"
+        );
+        value
+    }
+
+    fn text(&self, name: &str) -> Option<String> {
+        self.get(name).and_then(|v| v.text().map(str::to_owned))
+    }
+
+    fn num(&self, name: &str) -> i64 {
+        self.get(name).and_then(|v| v.num()).unwrap_or_default()
+    }
+
+    fn int(&self, name: &str) -> Result<i32, ConfigError> {
+        let n = self.num(name);
+        i32::try_from(n).map_err(|_| ConfigError::invalid(name, &n.to_string(), "out of range"))
+    }
+
+    fn log_dir(&self) -> Result<PathBuf, ConfigError> {
+        let (key, dirs) = match self.text("log.dirs") {
+            Some(dirs) => ("log.dirs", dirs),
+            None => ("log.dir", self.text("log.dir").unwrap_or_default()),
+        };
+        let entries: Vec<&str> = dirs
+            .split(',')
+            .map(str::trim)
+            .filter(|d| !d.is_empty())
+            .collect();
+        match entries[..] {
+            [dir] => Ok(PathBuf::from(dir)),
+            [] => Err(ConfigError::invalid(key, &dirs, "no directory given")),
+            _ => Err(ConfigError::Unsupported {
+                key: key.to_owned(),
+                value: dirs.clone(),
+                reason: "Runnel supports exactly one log directory".to_owned(),
+            }),
+        }
+    }
+
+    /// Each topic key takes the first of its broker synonyms that is set, or
+    /// else the first that has a default, converted to the topic's unit.
+    fn topic_defaults(&self) -> Result<TopicConfig, ConfigError> {
+        let mut config = TopicConfig::blank();
+        for def in defs::TOPIC_DEFS {
+            let Some((syn, value)) = def
+                .synonyms
+                .iter()
+                .find_map(|s| self.get(s.key.name).map(|v| (s, v)))
+            else {
+                continue;
+            };
+            let raw = value.render();
+            let invalid = |reason: String| ConfigError::invalid(syn.key.name, &raw, reason);
+            let value = scale(def, syn.scale, value).map_err(invalid)?;
+            defs::check(def.check, &value)
+                .and_then(|()| config.store(def.field, &value))
+                .map_err(invalid)?;
+        }
+        Ok(config)
+    }
+}
+
+fn scale(def: &TopicDef, factor: i64, value: Value) -> Result<Value, String> {
+    let Value::Num(n) = value else {
+        return Ok(value);
+    };
+    let n = n
+        .checked_mul(factor)
+        .ok_or_else(|| format!("too large once converted to {}", def.name))?;
+    Ok(Value::Num(if def.negative_is_unlimited && n < 0 {
+        -1
+    } else {
+        n
+    }))
+}
+
+fn supply(supplied: &mut IndexMap<String, Supplied>, key: String, value: String, origin: Origin) {
+    supplied.insert(key, Supplied { value, origin });
+}
+
+/// Kafka logs unknown keys rather than failing; so do we, and we also say
+/// which known keys we accept without acting on them.
+fn log_unused(key: &str, s: &Supplied) {
+    if defs::broker_key(key).is_some() || key == BROKER_ID.name {
+        return;
+    }
+    if defs::ACCEPTED_BROKER_KEYS.contains(&key) {
+        tracing::info!(key, value = %s.value, source = %s.origin, "config is recognised but not used by Runnel yet");
+    } else {
+        tracing::warn!(
+            "The configuration '{key}' was supplied (from {}) but isn't a known config.",
+            s.origin
+        );
+    }
+}
+
+fn is_wanted(keys: Option<&[String]>, name: &str) -> bool {
+    match keys {
+        None | Some([]) => true,
+        Some(keys) => keys.iter().any(|k| k == name),
+    }
+}
+
+/// The name to advertise in place of a wildcard host.
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".to_owned())
+}
+
+/// DescribeConfigs for a topic: every topic config we honour, sorted by name.
+/// The source is DynamicTopic if overridden, StaticBroker if a broker synonym
+/// was set explicitly, else Default; synonyms list the override, then the
+/// explicitly set broker keys, then the broker defaults. Unlike Kafka, a set
+/// lower-precedence synonym (log.retention.hours for retention.ms) is listed
+/// rather than hidden, since it is what actually supplies the value.
+pub fn describe_topic(
+    broker: &BrokerConfig,
+    overrides: &IndexMap<String, String>,
+    keys: Option<&[String]>,
+    include_synonyms: bool,
+) -> Vec<DescribedConfig> {
+    let mut wanted: Vec<&TopicDef> = defs::TOPIC_DEFS
+        .iter()
+        .filter(|d| is_wanted(keys, d.name))
+        .collect();
+    wanted.sort_by_key(|d| d.name);
+    wanted
+        .into_iter()
+        .map(|def| {
+            // A stored override that no longer validates is ignored, the way
+            // topic resolution falls back to the broker default.
+            let overridden = overrides
+                .get(def.name)
+                .and_then(|raw| def.parse(raw).ok())
+                .map(|v| v.render());
+            let value = overridden
+                .clone()
+                .unwrap_or_else(|| broker.topic_defaults.render(def.field));
+            let group: Vec<&'static str> = def.synonyms.iter().map(|s| s.key.name).collect();
+            let mut synonyms = Vec::new();
+            if let Some(v) = overridden {
+                synonyms.push(Synonym {
+                    name: def.name.to_owned(),
+                    value: Some(v),
+                    source: ConfigSource::DynamicTopic,
+                });
+            }
+            synonyms.extend(broker.broker_synonyms(&group));
+            DescribedConfig {
+                name: def.name.to_owned(),
+                value: Some(value),
+                source: synonyms.first().map_or(ConfigSource::Default, |s| s.source),
+                read_only: false,
+                is_sensitive: false,
+                config_type: def.ty.code(),
+                documentation: Some(def.doc.to_owned()),
+                synonyms: if include_synonyms {
+                    synonyms
+                } else {
+                    Vec::new()
+                },
+            }
+        })
+        .collect()
+}

@@ -1,0 +1,57 @@
+//! Listeners and the accept loop. `max.connections` caps open connections
+//! with a semaphore; a connection over the cap is closed at once so the client
+//! retries promptly instead of hanging in the backlog.
+
+pub mod codec;
+pub mod connection;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::{watch, Semaphore};
+use tokio::task::JoinSet;
+
+use crate::broker::Broker;
+
+pub async fn accept_loop(
+    broker: Arc<Broker>,
+    listener: TcpListener,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let permits = Arc::new(Semaphore::new(
+        broker.config.max_connections.clamp(0, i32::MAX) as usize,
+    ));
+    let mut connections = JoinSet::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => match permits.clone().try_acquire_owned() {
+                    Ok(permit) => {
+                        let broker = broker.clone();
+                        let shutdown = shutdown.clone();
+                        connections.spawn(async move {
+                            connection::serve(broker, stream, shutdown).await;
+                            drop(permit);
+                        });
+                    }
+                    Err(_) => {
+                        tracing::warn!(%peer, "max.connections reached; closing new connection");
+                        drop(stream);
+                    }
+                },
+                Err(e) => {
+                    // EMFILE and friends: back off instead of spinning.
+                    tracing::warn!("accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            },
+            _ = shutdown.changed() => break,
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+        }
+    }
+    drop(listener);
+    // Connections see the same shutdown signal: they stop reading, answer
+    // what they already read, and close.
+    while connections.join_next().await.is_some() {}
+}
