@@ -304,3 +304,6 @@ impl LogManager {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests;

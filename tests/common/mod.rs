@@ -59,3 +59,212 @@ pub async fn start_in(dir: &Path, configure: impl FnOnce(&mut BrokerConfig)) -> 
 }
 
 pub const TIMEOUT: Duration = Duration::from_secs(30);
+
+// ---------------------------------------------------------------------------
+// rdkafka helpers. The broker runs on a runtime of its own so that the test
+// thread may make blocking client calls (poll, flush, fetch_watermarks)
+// without starving the broker's tasks.
+
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{DeliveryResult, OwnedMessage};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer, ProducerContext};
+use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
+
+/// A multi-threaded runtime for an in-process broker (and test proxies).
+/// Declare it before the clients so that it is dropped after them.
+pub fn broker_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+}
+
+/// One delivery report: `id` is the number the caller gave the record.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    pub id: usize,
+    pub partition: i32,
+    pub offset: i64,
+    pub error: Option<String>,
+}
+
+/// Producer context that records every delivery report.
+#[derive(Clone, Default)]
+pub struct DeliveryLog(pub Arc<Mutex<Vec<Delivery>>>);
+
+impl DeliveryLog {
+    pub fn take(&self) -> Vec<Delivery> {
+        std::mem::take(&mut *self.0.lock().unwrap())
+    }
+    pub fn len(&self) -> usize {
+        self.0.lock().unwrap().len()
+    }
+}
+
+impl ClientContext for DeliveryLog {}
+
+impl ProducerContext for DeliveryLog {
+    type DeliveryOpaque = usize;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, id: usize) {
+        let d = match result {
+            Ok(m) => Delivery {
+                id,
+                partition: m.partition(),
+                offset: m.offset(),
+                error: None,
+            },
+            Err((e, m)) => Delivery {
+                id,
+                partition: m.partition(),
+                offset: m.offset(),
+                error: Some(e.to_string()),
+            },
+        };
+        self.0.lock().unwrap().push(d);
+    }
+}
+
+pub type RecordingProducer = BaseProducer<DeliveryLog>;
+
+/// A producer whose delivery reports land in `producer.context()`.
+pub fn recording_producer(bootstrap: &str, settings: &[(&str, &str)]) -> RecordingProducer {
+    let mut cfg = ClientConfig::new();
+    cfg.set("bootstrap.servers", bootstrap);
+    for (k, v) in settings {
+        cfg.set(*k, *v);
+    }
+    cfg.create_with_context(DeliveryLog::default())
+        .expect("producer")
+}
+
+/// Enqueues one record, serving delivery reports while the local queue is
+/// full. Panics on any other error or after [`TIMEOUT`].
+pub fn send_blocking<K, P>(producer: &RecordingProducer, mut record: BaseRecord<'_, K, P, usize>)
+where
+    K: rdkafka::message::ToBytes + ?Sized,
+    P: rdkafka::message::ToBytes + ?Sized,
+{
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        match producer.send(record) {
+            Ok(()) => return,
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
+                assert!(Instant::now() < deadline, "producer queue stayed full");
+                record = r;
+                producer.poll(Duration::from_millis(10));
+            }
+            Err((e, _)) => panic!("send failed: {e}"),
+        }
+    }
+}
+
+/// Flushes and returns every delivery report, asserting that none failed and
+/// that there is one per record sent.
+pub fn flush_all_ok(producer: &RecordingProducer, expected: usize) -> Vec<Delivery> {
+    producer.flush(TIMEOUT).expect("flush");
+    let reports = producer.context().take();
+    let failed: Vec<_> = reports.iter().filter(|d| d.error.is_some()).collect();
+    assert!(
+        failed.is_empty(),
+        "{} deliveries failed, first: {:?}",
+        failed.len(),
+        failed.first()
+    );
+    assert_eq!(reports.len(), expected, "delivery report count");
+    reports
+}
+
+/// An assign-only consumer (group id set, no auto commit: no coordinator
+/// needed and a fast close).
+pub fn consumer(bootstrap: &str, settings: &[(&str, &str)]) -> BaseConsumer {
+    let mut cfg = ClientConfig::new();
+    cfg.set("bootstrap.servers", bootstrap)
+        .set("group.id", "runnel-tests")
+        .set("enable.auto.commit", "false");
+    for (k, v) in settings {
+        cfg.set(*k, *v);
+    }
+    cfg.create().expect("consumer")
+}
+
+/// Assigns `partitions` of `topic` from `start` and polls until `count`
+/// messages arrived (panics on a consumer error or after `timeout`).
+pub fn consume(
+    consumer: &BaseConsumer,
+    topic: &str,
+    partitions: &[i32],
+    start: Offset,
+    count: usize,
+    timeout: Duration,
+) -> Vec<OwnedMessage> {
+    let mut tpl = TopicPartitionList::new();
+    for &p in partitions {
+        tpl.add_partition_offset(topic, p, start).expect("tpl");
+    }
+    consumer.assign(&tpl).expect("assign");
+    let deadline = Instant::now() + timeout;
+    let mut got = Vec::with_capacity(count);
+    while got.len() < count {
+        assert!(
+            Instant::now() < deadline,
+            "consumed {} of {count} messages from {topic} before the timeout",
+            got.len()
+        );
+        match consumer.poll(Duration::from_millis(100)) {
+            None => {}
+            Some(Ok(m)) => got.push(m.detach()),
+            Some(Err(e)) => panic!("consumer error on {topic}: {e}"),
+        }
+    }
+    got
+}
+
+pub fn admin(bootstrap: &str) -> AdminClient<DefaultClientContext> {
+    ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .expect("admin client")
+}
+
+/// Creates a topic through the CreateTopics API and asserts success.
+pub async fn create_topic(
+    admin: &AdminClient<DefaultClientContext>,
+    name: &str,
+    partitions: i32,
+    configs: &[(&str, &str)],
+) {
+    let mut topic = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
+    for (k, v) in configs {
+        topic = topic.set(k, v);
+    }
+    let opts = AdminOptions::new().operation_timeout(Some(TIMEOUT));
+    let results = tokio::time::timeout(TIMEOUT, admin.create_topics([&topic], &opts))
+        .await
+        .expect("CreateTopics timed out")
+        .expect("CreateTopics");
+    for r in results {
+        r.unwrap_or_else(|(t, e)| panic!("creating {t}: {e}"));
+    }
+}
+
+/// A 100-byte payload that embeds its index (and a tag), so a misplaced or
+/// corrupted record is recognisable.
+pub fn numbered_payload(tag: &str, i: usize) -> Vec<u8> {
+    let mut p = format!("{tag}-{i:010}-").into_bytes();
+    let mut fill = i as u8;
+    while p.len() < 100 {
+        p.push(b'a' + fill % 26);
+        fill = fill.wrapping_add(7);
+    }
+    p.truncate(100);
+    p
+}

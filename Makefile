@@ -1,0 +1,36 @@
+# Runnel — the commands a newcomer needs are `make run` and `make test`.
+CARGO ?= cargo
+
+.PHONY: all build run test lint fmt bench deps clean
+
+all: build
+
+build:
+	$(CARGO) build --release
+
+# The embedded default: one node on localhost:9092, data in ./runnel-data.
+run:
+	$(CARGO) run --release --bin runnel
+
+deps:
+	scripts/install-deps.sh
+
+# Everything CI runs: unit/property tests, protocol-tests/ (raw wire), and the
+# client tests (rdkafka, kcat) against real brokers.
+test: deps
+	$(CARGO) test --workspace
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+fmt:
+	$(CARGO) fmt --all
+
+# Throughput, latency, RSS and CPU with librdkafka clients against the
+# release binary; reported, never asserted.
+bench: deps
+	scripts/bench.sh
+
+clean:
+	$(CARGO) clean

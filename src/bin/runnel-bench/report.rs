@@ -1,0 +1,576 @@
+//! Summaries over runs (median, min, max), the Markdown report and the JSON
+//! file. JSON is written by hand: the bench adds no serialisation crate.
+
+use std::fmt::Write as _;
+
+use crate::broker::Machine;
+use crate::workload::{Latency, Throughput};
+
+/// Median, min and max of one measurement over the runs.
+#[derive(Clone, Copy, Debug)]
+pub struct Stat {
+    pub median: f64,
+    pub min: f64,
+    pub max: f64,
+}
+
+impl Stat {
+    pub fn of(values: impl IntoIterator<Item = f64>) -> Stat {
+        let mut v: Vec<f64> = values.into_iter().collect();
+        v.sort_by(f64::total_cmp);
+        if v.is_empty() {
+            return Stat {
+                median: f64::NAN,
+                min: f64::NAN,
+                max: f64::NAN,
+            };
+        }
+        let n = v.len();
+        let median = if n % 2 == 1 {
+            v[n / 2]
+        } else {
+            (v[n / 2 - 1] + v[n / 2]) / 2.0
+        };
+        Stat {
+            median,
+            min: v[0],
+            max: v[n - 1],
+        }
+    }
+
+    fn json(&self) -> Json {
+        Json::obj([
+            ("median", Json::Num(self.median)),
+            ("min", Json::Num(self.min)),
+            ("max", Json::Num(self.max)),
+        ])
+    }
+}
+
+/// One produce measurement: what was sent and how.
+#[derive(Clone, Copy, Debug)]
+pub struct ProduceCase {
+    pub size: usize,
+    pub partitions: i32,
+    pub acks: &'static str,
+}
+
+/// One consume measurement.
+#[derive(Clone, Copy, Debug)]
+pub struct ConsumeCase {
+    pub size: usize,
+    pub partitions: i32,
+}
+
+/// Everything one run (one fresh broker) measured.
+#[derive(Debug, Default)]
+pub struct RunResult {
+    pub produce: Vec<Throughput>,
+    pub consume: Vec<Throughput>,
+    pub latency: Option<Latency>,
+    pub idle_rss_bytes: u64,
+    pub peak_rss_bytes: u64,
+    pub broker_cpu_secs: f64,
+    pub shutdown_secs: f64,
+}
+
+pub struct Report {
+    pub date: String,
+    pub revision: Option<String>,
+    pub machine: Machine,
+    pub librdkafka: String,
+    pub runs: usize,
+    pub quick: bool,
+    pub produce_cases: Vec<ProduceCase>,
+    pub consume_cases: Vec<ConsumeCase>,
+    pub latency_rate: u64,
+    pub latency_size: usize,
+    pub latency_secs: f64,
+    pub results: Vec<RunResult>,
+    /// acks=all produce cases on a broker with `log.flush.interval.messages=1`.
+    pub flush_cases: Vec<ProduceCase>,
+    pub flush_results: Vec<Vec<Throughput>>,
+    pub producer_settings: String,
+    pub consumer_settings: String,
+    pub latency_settings: String,
+}
+
+fn size_label(size: usize) -> String {
+    if size % 1024 == 0 {
+        format!("{} KiB", size / 1024)
+    } else {
+        format!("{size} B")
+    }
+}
+
+/// 1234567.8 → "1,234,568".
+fn thousands(x: f64) -> String {
+    if !x.is_finite() {
+        return "n/a".into();
+    }
+    let s = format!("{:.0}", x.abs());
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    if x < 0.0 {
+        out.insert(0, '-');
+    }
+    out
+}
+
+/// Short form for ranges: 1234567 → "1.23M", 45678 → "45.7k".
+fn short(x: f64) -> String {
+    if x >= 1e6 {
+        format!("{:.2}M", x / 1e6)
+    } else if x >= 1e3 {
+        format!("{:.1}k", x / 1e3)
+    } else {
+        format!("{x:.0}")
+    }
+}
+
+fn mib(bytes: f64) -> String {
+    format!("{:.1} MiB", bytes / (1024.0 * 1024.0))
+}
+
+fn throughput_stats(samples: &[&Throughput]) -> [Stat; 5] {
+    [
+        Stat::of(samples.iter().map(|t| t.records_per_sec())),
+        Stat::of(samples.iter().map(|t| t.mb_per_sec())),
+        Stat::of(samples.iter().map(|t| t.broker_cpu_secs / t.secs)),
+        Stat::of(samples.iter().map(|t| t.client_cpu_secs / t.secs)),
+        Stat::of(samples.iter().map(|t| t.broker_cpu_secs / t.records as f64 * 1e6)),
+    ]
+}
+
+impl Report {
+    fn produce_samples(&self, i: usize) -> Vec<&Throughput> {
+        self.results.iter().filter_map(|r| r.produce.get(i)).collect()
+    }
+
+    fn consume_samples(&self, i: usize) -> Vec<&Throughput> {
+        self.results.iter().filter_map(|r| r.consume.get(i)).collect()
+    }
+
+    fn flush_samples(&self, i: usize) -> Vec<&Throughput> {
+        self.flush_results.iter().filter_map(|r| r.get(i)).collect()
+    }
+
+    fn latencies(&self) -> Vec<&Latency> {
+        self.results.iter().filter_map(|r| r.latency.as_ref()).collect()
+    }
+
+    pub fn markdown(&self) -> String {
+        let mut o = String::new();
+        let m = &self.machine;
+        let _ = writeln!(o, "## Runnel benchmark\n");
+        let _ = writeln!(o, "| | |\n|---|---|");
+        let _ = writeln!(o, "| date | {} |", self.date);
+        if let Some(rev) = &self.revision {
+            let _ = writeln!(o, "| runnel | `{rev}` (release build) |");
+        }
+        let _ = writeln!(
+            o,
+            "| machine | {} CPUs ({}), {:.1} GiB RAM, Linux {} |",
+            m.cpus,
+            m.cpu_model,
+            m.mem_total_bytes as f64 / (1u64 << 30) as f64,
+            m.kernel
+        );
+        let _ = writeln!(
+            o,
+            "| clients | librdkafka {} (rdkafka crate), in one bench process on the same machine: clients and broker share the CPUs |",
+            self.librdkafka
+        );
+        let _ = writeln!(
+            o,
+            "| runs | {}{}, a fresh broker (release binary, empty data dir, default config) per run; figures are the median of the runs, [min–max] beside them |",
+            self.runs,
+            if self.quick { " (--quick: short smoke run, not for quoting)" } else { "" }
+        );
+        let _ = writeln!(
+            o,
+            "| units | MB = 10^6 bytes of record value (keys and headers null); cores = broker (or bench client) CPU seconds / wall seconds of the phase; µs/record = broker CPU per record |"
+        );
+
+        let _ = writeln!(o, "\n### Produce\n");
+        let _ = writeln!(o, "Producer: `{}`; time from the first send to the last acknowledgement.\n", self.producer_settings);
+        let _ = writeln!(
+            o,
+            "| record | partitions | acks | records | records/s | [min–max] | MB/s | broker cores | broker µs/record | client cores |"
+        );
+        let _ = writeln!(o, "|---|--:|---|--:|--:|--:|--:|--:|--:|--:|");
+        for (i, c) in self.produce_cases.iter().enumerate() {
+            let s = self.produce_samples(i);
+            if s.is_empty() {
+                continue;
+            }
+            let [rps, mbps, bcores, ccores, us] = throughput_stats(&s);
+            let _ = writeln!(
+                o,
+                "| {} | {} | {} | {} | {} | [{}–{}] | {:.1} | {:.2} | {:.2} | {:.2} |",
+                size_label(c.size),
+                c.partitions,
+                c.acks,
+                thousands(s[0].records as f64),
+                thousands(rps.median),
+                short(rps.min),
+                short(rps.max),
+                mbps.median,
+                bcores.median,
+                us.median,
+                ccores.median
+            );
+        }
+
+        let _ = writeln!(o, "\n### Consume\n");
+        let _ = writeln!(
+            o,
+            "Assign-only consumer from the beginning of the topic the acks=1 produce run just filled (page cache warm): `{}`; time from assign to the last record.\n",
+            self.consumer_settings
+        );
+        let _ = writeln!(
+            o,
+            "| record | partitions | records | records/s | [min–max] | MB/s | broker cores | broker µs/record | client cores |"
+        );
+        let _ = writeln!(o, "|---|--:|--:|--:|--:|--:|--:|--:|--:|");
+        for (i, c) in self.consume_cases.iter().enumerate() {
+            let s = self.consume_samples(i);
+            if s.is_empty() {
+                continue;
+            }
+            let [rps, mbps, bcores, ccores, us] = throughput_stats(&s);
+            let _ = writeln!(
+                o,
+                "| {} | {} | {} | {} | [{}–{}] | {:.1} | {:.2} | {:.2} | {:.2} |",
+                size_label(c.size),
+                c.partitions,
+                thousands(s[0].records as f64),
+                thousands(rps.median),
+                short(rps.min),
+                short(rps.max),
+                mbps.median,
+                bcores.median,
+                us.median,
+                ccores.median
+            );
+        }
+
+        let lat = self.latencies();
+        if !lat.is_empty() {
+            let _ = writeln!(o, "\n### End-to-end latency\n");
+            let _ = writeln!(
+                o,
+                "{} records/s of {} for {:.0} s into one partition; latency = consumer poll − producer send call, same clock. Producer `{}`; consumer as above (broker long-poll, fetch.wait.max.ms default 500).\n",
+                thousands(self.latency_rate as f64),
+                size_label(self.latency_size),
+                self.latency_secs,
+                self.latency_settings
+            );
+            let _ = writeln!(o, "| records | p50 ms | p99 ms | p99.9 ms | max ms | broker cores |");
+            let _ = writeln!(o, "|--:|--:|--:|--:|--:|--:|");
+            let pct = |p: f64| Stat::of(lat.iter().map(|l| l.percentile_ms(p)));
+            let (p50, p99, p999, max) = (pct(50.0), pct(99.0), pct(99.9), pct(100.0));
+            let cores = Stat::of(lat.iter().map(|l| l.broker_cpu_secs / l.secs));
+            let _ = writeln!(
+                o,
+                "| {} | {:.2} [{:.2}–{:.2}] | {:.2} [{:.2}–{:.2}] | {:.2} [{:.2}–{:.2}] | {:.2} [{:.2}–{:.2}] | {:.2} |",
+                thousands(lat[0].sorted_nanos.len() as f64),
+                p50.median, p50.min, p50.max,
+                p99.median, p99.min, p99.max,
+                p999.median, p999.min, p999.max,
+                max.median, max.min, max.max,
+                cores.median
+            );
+        }
+
+        let _ = writeln!(o, "\n### Broker memory and CPU\n");
+        let _ = writeln!(
+            o,
+            "| idle RSS (1 s after start, no clients) | peak RSS (VmHWM, end of run) | broker CPU s (whole run) | SIGTERM to exit |"
+        );
+        let _ = writeln!(o, "|--:|--:|--:|--:|");
+        let idle = Stat::of(self.results.iter().map(|r| r.idle_rss_bytes as f64));
+        let peak = Stat::of(self.results.iter().map(|r| r.peak_rss_bytes as f64));
+        let cpu = Stat::of(self.results.iter().map(|r| r.broker_cpu_secs));
+        let stop = Stat::of(self.results.iter().map(|r| r.shutdown_secs));
+        let _ = writeln!(
+            o,
+            "| {} [{}–{}] | {} [{}–{}] | {:.1} [{:.1}–{:.1}] | {:.2} s [{:.2}–{:.2}] |",
+            mib(idle.median),
+            mib(idle.min),
+            mib(idle.max),
+            mib(peak.median),
+            mib(peak.min),
+            mib(peak.max),
+            cpu.median,
+            cpu.min,
+            cpu.max,
+            stop.median,
+            stop.min,
+            stop.max
+        );
+
+        if !self.flush_results.is_empty() {
+            let _ = writeln!(o, "\n### Power-loss durability: fsync before every acknowledgement\n");
+            let _ = writeln!(
+                o,
+                "acks=all on a broker started with `--override log.flush.interval.messages=1` (the ack waits for an fsync of the partition; concurrent produces share one fsync), against acks=all with the default policy (ack after the write to the page cache). Same producer settings.\n"
+            );
+            let _ = writeln!(
+                o,
+                "| record | partitions | default records/s | fsync records/s | [min–max] | fsync MB/s | fsync / default | broker cores |"
+            );
+            let _ = writeln!(o, "|---|--:|--:|--:|--:|--:|--:|--:|");
+            for (i, c) in self.flush_cases.iter().enumerate() {
+                let s = self.flush_samples(i);
+                if s.is_empty() {
+                    continue;
+                }
+                let [rps, mbps, bcores, _, _] = throughput_stats(&s);
+                let default = self
+                    .produce_cases
+                    .iter()
+                    .position(|p| p.size == c.size && p.partitions == c.partitions && p.acks == c.acks)
+                    .map(|j| throughput_stats(&self.produce_samples(j))[0].median)
+                    .unwrap_or(f64::NAN);
+                let _ = writeln!(
+                    o,
+                    "| {} | {} | {} | {} | [{}–{}] | {:.1} | {:.0}% | {:.2} |",
+                    size_label(c.size),
+                    c.partitions,
+                    thousands(default),
+                    thousands(rps.median),
+                    short(rps.min),
+                    short(rps.max),
+                    mbps.median,
+                    rps.median / default * 100.0,
+                    bcores.median
+                );
+            }
+        }
+        o
+    }
+
+    pub fn json(&self) -> String {
+        let m = &self.machine;
+        let throughput = |t: &Throughput| {
+            Json::obj([
+                ("records", Json::Num(t.records as f64)),
+                ("payload_bytes", Json::Num(t.payload_bytes as f64)),
+                ("secs", Json::Num(t.secs)),
+                ("records_per_sec", Json::Num(t.records_per_sec())),
+                ("mb_per_sec", Json::Num(t.mb_per_sec())),
+                ("broker_cpu_secs", Json::Num(t.broker_cpu_secs)),
+                ("client_cpu_secs", Json::Num(t.client_cpu_secs)),
+            ])
+        };
+        let summary = |s: &[&Throughput]| {
+            let [rps, mbps, bcores, ccores, us] = throughput_stats(s);
+            Json::obj([
+                ("records_per_sec", rps.json()),
+                ("mb_per_sec", mbps.json()),
+                ("broker_cores", bcores.json()),
+                ("client_cores", ccores.json()),
+                ("broker_cpu_us_per_record", us.json()),
+            ])
+        };
+        let produce_case = |c: &ProduceCase, s: Vec<&Throughput>| {
+            Json::obj([
+                ("record_bytes", Json::Num(c.size as f64)),
+                ("partitions", Json::Num(c.partitions as f64)),
+                ("acks", Json::Str(c.acks.into())),
+                ("summary", summary(&s)),
+                ("runs", Json::Arr(s.iter().map(|t| throughput(t)).collect())),
+            ])
+        };
+        let produce = self
+            .produce_cases
+            .iter()
+            .enumerate()
+            .map(|(i, c)| produce_case(c, self.produce_samples(i)))
+            .collect();
+        let flush = self
+            .flush_cases
+            .iter()
+            .enumerate()
+            .map(|(i, c)| produce_case(c, self.flush_samples(i)))
+            .collect();
+        let consume = self
+            .consume_cases
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                let s = self.consume_samples(i);
+                Json::obj([
+                    ("record_bytes", Json::Num(c.size as f64)),
+                    ("partitions", Json::Num(c.partitions as f64)),
+                    ("summary", summary(&s)),
+                    ("runs", Json::Arr(s.iter().map(|t| throughput(t)).collect())),
+                ])
+            })
+            .collect();
+        let lat = self.latencies();
+        let latency = Json::obj([
+            ("rate", Json::Num(self.latency_rate as f64)),
+            ("record_bytes", Json::Num(self.latency_size as f64)),
+            ("secs", Json::Num(self.latency_secs)),
+            (
+                "runs",
+                Json::Arr(
+                    lat.iter()
+                        .map(|l| {
+                            Json::obj([
+                                ("records", Json::Num(l.sorted_nanos.len() as f64)),
+                                ("p50_ms", Json::Num(l.percentile_ms(50.0))),
+                                ("p99_ms", Json::Num(l.percentile_ms(99.0))),
+                                ("p999_ms", Json::Num(l.percentile_ms(99.9))),
+                                ("max_ms", Json::Num(l.percentile_ms(100.0))),
+                                ("broker_cpu_secs", Json::Num(l.broker_cpu_secs)),
+                            ])
+                        })
+                        .collect(),
+                ),
+            ),
+            (
+                "p50_ms",
+                Stat::of(lat.iter().map(|l| l.percentile_ms(50.0))).json(),
+            ),
+            (
+                "p99_ms",
+                Stat::of(lat.iter().map(|l| l.percentile_ms(99.0))).json(),
+            ),
+        ]);
+        let broker = Json::Arr(
+            self.results
+                .iter()
+                .map(|r| {
+                    Json::obj([
+                        ("idle_rss_bytes", Json::Num(r.idle_rss_bytes as f64)),
+                        ("peak_rss_bytes", Json::Num(r.peak_rss_bytes as f64)),
+                        ("cpu_secs", Json::Num(r.broker_cpu_secs)),
+                        ("shutdown_secs", Json::Num(r.shutdown_secs)),
+                    ])
+                })
+                .collect(),
+        );
+        Json::obj([
+            ("date", Json::Str(self.date.clone())),
+            (
+                "revision",
+                self.revision.clone().map_or(Json::Null, Json::Str),
+            ),
+            (
+                "machine",
+                Json::obj([
+                    ("cpus", Json::Num(m.cpus as f64)),
+                    ("cpu_model", Json::Str(m.cpu_model.clone())),
+                    ("mem_total_bytes", Json::Num(m.mem_total_bytes as f64)),
+                    ("kernel", Json::Str(m.kernel.clone())),
+                ]),
+            ),
+            ("librdkafka", Json::Str(self.librdkafka.clone())),
+            ("runs", Json::Num(self.runs as f64)),
+            ("quick", Json::Bool(self.quick)),
+            ("producer_settings", Json::Str(self.producer_settings.clone())),
+            ("consumer_settings", Json::Str(self.consumer_settings.clone())),
+            ("latency_settings", Json::Str(self.latency_settings.clone())),
+            ("produce", Json::Arr(produce)),
+            ("consume", Json::Arr(consume)),
+            ("latency", latency),
+            ("broker", broker),
+            ("flush_every_message", Json::Arr(flush)),
+        ])
+        .to_string()
+    }
+}
+
+/// Just enough JSON to write the results file.
+pub enum Json {
+    Null,
+    Bool(bool),
+    Num(f64),
+    Str(String),
+    Arr(Vec<Json>),
+    Obj(Vec<(String, Json)>),
+}
+
+impl Json {
+    fn obj<const N: usize>(fields: [(&str, Json); N]) -> Json {
+        Json::Obj(fields.into_iter().map(|(k, v)| (k.to_string(), v)).collect())
+    }
+}
+
+fn write_json_str(f: &mut std::fmt::Formatter<'_>, s: &str) -> std::fmt::Result {
+    f.write_str("\"")?;
+    for c in s.chars() {
+        match c {
+            '"' => f.write_str("\\\"")?,
+            '\\' => f.write_str("\\\\")?,
+            c if (c as u32) < 0x20 => write!(f, "\\u{:04x}", c as u32)?,
+            c => write!(f, "{c}")?,
+        }
+    }
+    f.write_str("\"")
+}
+
+impl std::fmt::Display for Json {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Json::Null => f.write_str("null"),
+            Json::Bool(b) => write!(f, "{b}"),
+            // JSON has no NaN or infinity.
+            Json::Num(x) if !x.is_finite() => f.write_str("null"),
+            Json::Num(x) => write!(f, "{x}"),
+            Json::Str(s) => write_json_str(f, s),
+            Json::Arr(items) => {
+                f.write_str("[")?;
+                for (i, item) in items.iter().enumerate() {
+                    if i > 0 {
+                        f.write_str(",")?;
+                    }
+                    write!(f, "{item}")?;
+                }
+                f.write_str("]")
+            }
+            Json::Obj(fields) => {
+                f.write_str("{")?;
+                for (i, (k, v)) in fields.iter().enumerate() {
+                    if i > 0 {
+                        f.write_str(",")?;
+                    }
+                    write_json_str(f, k)?;
+                    write!(f, ":{v}")?;
+                }
+                f.write_str("}")
+            }
+        }
+    }
+}
+
+/// UTC "YYYY-MM-DD HH:MM UTC" from the system clock (no date crate: days to
+/// civil date per Howard Hinnant's algorithm).
+pub fn utc_now() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs()) as i64;
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02} UTC",
+        rem / 3600,
+        (rem % 3600) / 60
+    )
+}
