@@ -7,7 +7,11 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn wait_for_port(port: u16, child: &mut Child) {
@@ -30,14 +34,18 @@ fn wait_exit(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
         if let Some(status) = child.try_wait().unwrap() {
             return status;
         }
-        assert!(Instant::now() < deadline, "broker did not exit within {limit:?}");
+        assert!(
+            Instant::now() < deadline,
+            "broker did not exit within {limit:?}"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }
 
 fn runnel() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_runnel"));
-    c.env_clear().env("PATH", std::env::var("PATH").unwrap_or_default());
+    c.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default());
     c
 }
 
@@ -71,15 +79,25 @@ fn default_data_dir_sigterm_and_clean_restart() {
     assert_eq!(api_versions(&mut conn).unwrap(), 0);
     let data = cwd.path().join("runnel-data");
     let meta = std::fs::read_to_string(data.join("meta.properties")).unwrap();
-    assert!(meta.contains("node.id=1") && meta.contains("cluster.id="), "{meta}");
+    assert!(
+        meta.contains("node.id=1") && meta.contains("cluster.id="),
+        "{meta}"
+    );
 
     let started = Instant::now();
-    let ok = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status().unwrap();
+    let ok = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
     assert!(ok.success());
     let status = wait_exit(&mut child, Duration::from_secs(10));
     assert_eq!(status.code(), Some(0), "SIGTERM exits 0");
     assert!(started.elapsed() < Duration::from_secs(10));
-    assert!(data.join(".runnel_cleanshutdown").exists(), "clean shutdown is recorded");
+    assert!(
+        data.join(".runnel_cleanshutdown").exists(),
+        "clean shutdown is recorded"
+    );
 
     // Restart: same cluster id, the marker is consumed.
     let mut child = runnel()
@@ -91,19 +109,47 @@ fn default_data_dir_sigterm_and_clean_restart() {
         .unwrap();
     wait_for_port(port, &mut child);
     assert!(!data.join(".runnel_cleanshutdown").exists());
-    assert_eq!(std::fs::read_to_string(data.join("meta.properties")).unwrap(), meta);
-    Command::new("kill").arg("-INT").arg(child.id().to_string()).status().unwrap();
-    assert_eq!(wait_exit(&mut child, Duration::from_secs(10)).code(), Some(0), "SIGINT exits 0");
+    assert_eq!(
+        std::fs::read_to_string(data.join("meta.properties")).unwrap(),
+        meta
+    );
+    Command::new("kill")
+        .arg("-INT")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    assert_eq!(
+        wait_exit(&mut child, Duration::from_secs(10)).code(),
+        Some(0),
+        "SIGINT exits 0"
+    );
 }
 
 #[test]
 fn bad_configuration_stops_startup_naming_the_key() {
     let dir = tempfile::tempdir().unwrap();
-    let cases: Vec<(Vec<String>, Vec<(&str, &str)>, &str)> = vec![
-        (vec!["--override".into(), "log.segment.bytes=abc".into()], vec![], "log.segment.bytes"),
-        (vec![], vec![("KAFKA_NUM_PARTITIONS", "0")], "num.partitions"),
-        (vec!["--override".into(), "listeners=SSL://127.0.0.1:0".into()], vec![], "listeners"),
-        (vec!["--override".into(), "no-equals-sign".into()], vec![], "no-equals-sign"),
+    type Case = (Vec<String>, Vec<(&'static str, &'static str)>, &'static str);
+    let cases: Vec<Case> = vec![
+        (
+            vec!["--override".into(), "log.segment.bytes=abc".into()],
+            vec![],
+            "log.segment.bytes",
+        ),
+        (
+            vec![],
+            vec![("KAFKA_NUM_PARTITIONS", "0")],
+            "num.partitions",
+        ),
+        (
+            vec!["--override".into(), "listeners=SSL://127.0.0.1:0".into()],
+            vec![],
+            "listeners",
+        ),
+        (
+            vec!["--override".into(), "no-equals-sign".into()],
+            vec![],
+            "no-equals-sign",
+        ),
     ];
     for (args, env, key) in cases {
         let out = runnel()
@@ -129,7 +175,10 @@ fn bad_configuration_stops_startup_naming_the_key() {
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2));
-    assert!(stderr.contains("log.segment.bytes") && !stderr.contains("num.partitions"), "{stderr}");
+    assert!(
+        stderr.contains("log.segment.bytes") && !stderr.contains("num.partitions"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -164,7 +213,10 @@ fn max_connections_is_enforced_on_both_sides() {
     let mut c = TcpStream::connect(("127.0.0.1", port)).unwrap();
     assert!(api_versions(&mut c).is_err(), "third connection is closed");
     drop(a);
-    assert!(connect_served().is_some(), "a slot freed by a close is reused");
+    assert!(
+        connect_served().is_some(),
+        "a slot freed by a close is reused"
+    );
     child.kill().unwrap();
     child.wait().unwrap();
 }

@@ -1,1 +1,355 @@
-fn main() {}
+//! `runnel-bench`: throughput, latency and footprint of the real broker binary,
+//! driven by librdkafka clients. `make bench` (scripts/bench.sh) builds the
+//! release binaries and runs this; it prints a Markdown report for the README.
+//!
+//! Every run starts a fresh `runnel` child process on an empty data directory
+//! and a free port, then, in order: idle RSS after 1 s; for 100 B and 1 KiB
+//! records on 1 and 6 partitions, produce with acks=1 and with acks=all (each
+//! into its own topic), then consume the acks=1 topic from the beginning; an
+//! end-to-end latency phase at a fixed rate; peak RSS and total CPU; SIGTERM.
+//! Numbers are reported, never asserted.
+
+#[path = "runnel-bench/broker.rs"]
+mod broker;
+#[path = "runnel-bench/report.rs"]
+mod report;
+#[path = "runnel-bench/workload.rs"]
+mod workload;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use clap::Parser;
+
+use broker::{BrokerProcess, Machine};
+use report::{ConsumeCase, ProduceCase, Report, RunResult};
+
+/// Benchmarks a runnel broker binary with librdkafka clients.
+#[derive(Parser, Debug)]
+#[command(version)]
+struct Args {
+    /// Repeat every measurement K times, each on a fresh broker, and report
+    /// the median (default 3; 1 with --quick).
+    #[arg(long, value_name = "K")]
+    runs: Option<usize>,
+    /// A short smoke run: a tenth of the records, 1 s of latency, one run.
+    #[arg(long)]
+    quick: bool,
+    /// Also measure acks=all produce with an fsync before every
+    /// acknowledgement (`log.flush.interval.messages=1`).
+    #[arg(long)]
+    flush: bool,
+    /// Write the results as JSON to FILE.
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
+    /// The broker binary (default: `runnel` next to this executable).
+    #[arg(long, value_name = "PATH")]
+    broker: Option<PathBuf>,
+    /// Where the per-run data directories go (default: the system temp dir).
+    /// Put it on the disk you want to measure.
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// Records per produce run at 100 B.
+    #[arg(long, value_name = "N")]
+    small_records: Option<u64>,
+    /// Records per produce run at 1 KiB.
+    #[arg(long, value_name = "N")]
+    large_records: Option<u64>,
+    /// Records per second in the latency phase.
+    #[arg(long, default_value_t = 10_000)]
+    latency_rate: u64,
+    /// Seconds of the latency phase (default 5; 1 with --quick).
+    #[arg(long, value_name = "SECS")]
+    latency_secs: Option<f64>,
+    /// Extra broker properties for every run, as `key=value`.
+    #[arg(long = "override", value_name = "KEY=VALUE")]
+    overrides: Vec<String>,
+}
+
+const SMALL: usize = 100;
+const LARGE: usize = 1024;
+const LATENCY_RECORD: usize = 100;
+/// About 3–5 s of work each on the 2-core machine the defaults were sized on.
+const DEFAULT_SMALL_RECORDS: u64 = 3_000_000;
+const DEFAULT_LARGE_RECORDS: u64 = 1_000_000;
+
+struct Plan {
+    binary: PathBuf,
+    data_dir: PathBuf,
+    overrides: Vec<String>,
+    small_records: u64,
+    large_records: u64,
+    latency_rate: u64,
+    latency_secs: f64,
+    produce_cases: Vec<ProduceCase>,
+    consume_cases: Vec<ConsumeCase>,
+}
+
+impl Plan {
+    fn records_for(&self, size: usize) -> u64 {
+        if size == SMALL {
+            self.small_records
+        } else {
+            self.large_records
+        }
+    }
+}
+
+fn main() -> std::process::ExitCode {
+    let args = Args::parse();
+    match run(args) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("runnel-bench: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: Args) -> Result<()> {
+    let binary = match args.broker {
+        Some(b) => b,
+        None => std::env::current_exe()?
+            .parent()
+            .context("executable has no directory")?
+            .join("runnel"),
+    };
+    if !binary.is_file() {
+        bail!(
+            "no broker binary at {} (build it with `cargo build --release --bins` or pass --broker)",
+            binary.display()
+        );
+    }
+    let scale = if args.quick { 10 } else { 1 };
+    let runs = args.runs.unwrap_or(if args.quick { 1 } else { 3 });
+    if runs == 0 {
+        bail!("--runs must be at least 1");
+    }
+    let mut produce_cases = Vec::new();
+    let mut consume_cases = Vec::new();
+    for size in [SMALL, LARGE] {
+        for partitions in [1, 6] {
+            for acks in ["1", "all"] {
+                produce_cases.push(ProduceCase {
+                    size,
+                    partitions,
+                    acks,
+                });
+            }
+            consume_cases.push(ConsumeCase { size, partitions });
+        }
+    }
+    let plan = Plan {
+        binary,
+        data_dir: args.data_dir.unwrap_or_else(std::env::temp_dir),
+        overrides: args.overrides,
+        small_records: args.small_records.unwrap_or(DEFAULT_SMALL_RECORDS / scale),
+        large_records: args.large_records.unwrap_or(DEFAULT_LARGE_RECORDS / scale),
+        latency_rate: args.latency_rate,
+        latency_secs: args
+            .latency_secs
+            .unwrap_or(if args.quick { 1.0 } else { 5.0 }),
+        produce_cases,
+        consume_cases,
+    };
+
+    let mut results = Vec::new();
+    for r in 0..runs {
+        eprintln!("runnel-bench: run {}/{runs}", r + 1);
+        results.push(one_run(&plan, r)?);
+    }
+    let flush_cases: Vec<ProduceCase> = if args.flush {
+        plan.produce_cases
+            .iter()
+            .copied()
+            .filter(|c| c.acks == "all")
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let mut flush_results = Vec::new();
+    if args.flush {
+        for r in 0..runs {
+            eprintln!("runnel-bench: fsync-per-ack run {}/{runs}", r + 1);
+            flush_results.push(flush_run(&plan, &flush_cases, r)?);
+        }
+    }
+
+    let settings = |s: &[(&str, &str)]| {
+        s.iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let report = Report {
+        date: report::utc_now(),
+        revision: std::env::var("RUNNEL_BENCH_REVISION")
+            .ok()
+            .filter(|s| !s.is_empty()),
+        machine: Machine::detect(),
+        librdkafka: rdkafka::util::get_rdkafka_version().1,
+        runs,
+        quick: args.quick,
+        produce_cases: plan.produce_cases.clone(),
+        consume_cases: plan.consume_cases.clone(),
+        latency_rate: plan.latency_rate,
+        latency_size: LATENCY_RECORD,
+        latency_secs: plan.latency_secs,
+        results,
+        flush_cases,
+        flush_results,
+        producer_settings: settings(workload::PRODUCER_SETTINGS),
+        consumer_settings: settings(workload::CONSUMER_SETTINGS),
+        latency_settings: settings(workload::LATENCY_PRODUCER_SETTINGS),
+    };
+    print!("{}", report.markdown());
+    if let Some(path) = args.json {
+        std::fs::write(&path, report.json() + "\n")
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        eprintln!("runnel-bench: wrote {}", path.display());
+    }
+    Ok(())
+}
+
+fn topic_name(kind: &str, c: &ProduceCase) -> String {
+    format!("bench-{kind}-{}b-{}p-acks{}", c.size, c.partitions, c.acks)
+}
+
+fn one_run(plan: &Plan, run: usize) -> Result<RunResult> {
+    let broker = BrokerProcess::start(
+        &plan.binary,
+        &plan.data_dir,
+        &format!("run{run}"),
+        &plan.overrides,
+    )?;
+    // Idle footprint: nothing connected but the readiness probe, already closed.
+    std::thread::sleep(Duration::from_secs(1));
+    let idle_rss_bytes = broker.rss_bytes()?;
+    let bootstrap = broker.bootstrap();
+    let cpu = || broker.cpu_secs();
+    let mut result = RunResult {
+        idle_rss_bytes,
+        ..RunResult::default()
+    };
+
+    for c in &plan.produce_cases {
+        let topic = topic_name("produce", c);
+        workload::create_topic(&bootstrap, &topic, c.partitions)?;
+        let t = workload::produce(
+            &bootstrap,
+            &topic,
+            c.size,
+            plan.records_for(c.size),
+            c.acks,
+            &cpu,
+        )
+        .with_context(|| format!("produce {c:?}"))?;
+        eprintln!(
+            "  produce {:>4} B x{} acks={:<3}: {:>10.0} rec/s {:>7.1} MB/s  broker {:.2} cores",
+            c.size,
+            c.partitions,
+            c.acks,
+            t.records_per_sec(),
+            t.mb_per_sec(),
+            t.broker_cpu_secs / t.secs
+        );
+        result.produce.push(t);
+    }
+    for c in &plan.consume_cases {
+        let filled = ProduceCase {
+            size: c.size,
+            partitions: c.partitions,
+            acks: "1",
+        };
+        let t = workload::consume(
+            &bootstrap,
+            &topic_name("produce", &filled),
+            c.partitions,
+            plan.records_for(c.size),
+            &cpu,
+        )
+        .with_context(|| format!("consume {c:?}"))?;
+        eprintln!(
+            "  consume {:>4} B x{}         : {:>10.0} rec/s {:>7.1} MB/s  broker {:.2} cores",
+            c.size,
+            c.partitions,
+            t.records_per_sec(),
+            t.mb_per_sec(),
+            t.broker_cpu_secs / t.secs
+        );
+        result.consume.push(t);
+    }
+    if plan.latency_secs > 0.0 && plan.latency_rate > 0 {
+        let topic = "bench-latency";
+        workload::create_topic(&bootstrap, topic, 1)?;
+        let l = workload::latency(
+            &bootstrap,
+            topic,
+            LATENCY_RECORD,
+            plan.latency_rate,
+            Duration::from_secs_f64(plan.latency_secs),
+            &cpu,
+        )
+        .context("latency")?;
+        eprintln!(
+            "  latency {} rec/s: p50 {:.2} ms p99 {:.2} ms max {:.2} ms",
+            plan.latency_rate,
+            l.percentile_ms(50.0),
+            l.percentile_ms(99.0),
+            l.percentile_ms(100.0)
+        );
+        result.latency = Some(l);
+    }
+    result.peak_rss_bytes = broker.peak_rss_bytes()?;
+    result.broker_cpu_secs = broker.cpu_secs()?;
+    result.shutdown_secs = broker.stop()?.as_secs_f64();
+    eprintln!(
+        "  idle RSS {:.1} MiB, peak RSS {:.1} MiB, broker CPU {:.1} s",
+        result.idle_rss_bytes as f64 / 1048576.0,
+        result.peak_rss_bytes as f64 / 1048576.0,
+        result.broker_cpu_secs
+    );
+    Ok(result)
+}
+
+fn flush_run(
+    plan: &Plan,
+    cases: &[ProduceCase],
+    run: usize,
+) -> Result<Vec<workload::Throughput>> {
+    let mut overrides = plan.overrides.clone();
+    overrides.push("log.flush.interval.messages=1".into());
+    let broker = BrokerProcess::start(
+        &plan.binary,
+        &plan.data_dir,
+        &format!("flush{run}"),
+        &overrides,
+    )?;
+    let bootstrap = broker.bootstrap();
+    let cpu = || broker.cpu_secs();
+    let mut out = Vec::new();
+    for c in cases {
+        let topic = topic_name("fsync", c);
+        workload::create_topic(&bootstrap, &topic, c.partitions)?;
+        let t = workload::produce(
+            &bootstrap,
+            &topic,
+            c.size,
+            plan.records_for(c.size),
+            c.acks,
+            &cpu,
+        )
+        .with_context(|| format!("fsync produce {c:?}"))?;
+        eprintln!(
+            "  fsync produce {:>4} B x{}: {:>10.0} rec/s {:>7.1} MB/s",
+            c.size,
+            c.partitions,
+            t.records_per_sec(),
+            t.mb_per_sec()
+        );
+        out.push(t);
+    }
+    broker.stop()?;
+    Ok(out)
+}

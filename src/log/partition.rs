@@ -68,6 +68,9 @@ pub struct Appended {
     pub needs_flush: bool,
     /// The batch was a retry of one already stored; nothing was written.
     pub duplicate: bool,
+    /// A new segment was started: the sealed one should be fsynced in the
+    /// background so the recovery point moves past it (Kafka flushes on roll).
+    pub rolled: bool,
 }
 
 pub struct ReadResult {
@@ -367,6 +370,7 @@ impl PartitionLog {
                     log_start_offset,
                     needs_flush: false,
                     duplicate: true,
+                    rolled: false,
                 });
             }
         }
@@ -386,7 +390,7 @@ impl PartitionLog {
         };
         let stored = BatchHeader::parse(&head)?;
 
-        self.maybe_roll(&mut state, &stored, records.len() as u64, now_ms)?;
+        let rolled = self.maybe_roll(&mut state, &stored, records.len() as u64, now_ms)?;
         let index_interval = state.config.index_interval_bytes.max(1) as u64;
         state
             .active()
@@ -418,6 +422,7 @@ impl PartitionLog {
             log_start_offset,
             needs_flush,
             duplicate: false,
+            rolled,
         })
     }
 
@@ -427,11 +432,11 @@ impl PartitionLog {
         next: &BatchHeader,
         len: u64,
         now_ms: i64,
-    ) -> io::Result<()> {
+    ) -> io::Result<bool> {
         let config = &state.config;
         let active = state.segments.last().expect("active segment");
         if active.is_empty() {
-            return Ok(());
+            return Ok(false);
         }
         let full = active.size + len > config.segment_bytes as u64;
         let rel_overflow = next.last_offset() - active.base_offset > u32::MAX as i64;
@@ -444,9 +449,10 @@ impl PartitionLog {
         let aged = waited > config.segment_ms;
         let pos_overflow = active.size + len > u32::MAX as u64;
         if !(full || rel_overflow || aged || pos_overflow) {
-            return Ok(());
+            return Ok(false);
         }
-        self.roll(state, now_ms)
+        self.roll(state, now_ms)?;
+        Ok(true)
     }
 
     fn roll(&self, state: &mut LogState, now_ms: i64) -> io::Result<()> {
@@ -637,7 +643,11 @@ impl PartitionLog {
         for seg in &state.segments[..sealed] {
             // Kafka judges a segment by its largest timestamp; one without
             // timestamps by its file time.
-            let age_base = if seg.max_timestamp >= 0 { seg.max_timestamp } else { seg.created_ms };
+            let age_base = if seg.max_timestamp >= 0 {
+                seg.max_timestamp
+            } else {
+                seg.created_ms
+            };
             let expired = retention_ms >= 0 && now_ms - age_base > retention_ms;
             let oversize = retention_bytes >= 0
                 && total - seg.size >= retention_bytes as u64

@@ -24,7 +24,13 @@ fn topic_config(segment_bytes: i32) -> TopicConfig {
 }
 
 /// One v2 batch of `count` records with payloads derived from `tag`.
-pub(crate) fn make_batch(tag: u32, count: usize, value_len: usize, ts: i64, producer: Option<(i64, i16, i32)>) -> Bytes {
+pub(crate) fn make_batch(
+    tag: u32,
+    count: usize,
+    value_len: usize,
+    ts: i64,
+    producer: Option<(i64, i16, i32)>,
+) -> Bytes {
     let records: Vec<Record> = (0..count)
         .map(|i| Record {
             transactional: false,
@@ -45,8 +51,15 @@ pub(crate) fn make_batch(tag: u32, count: usize, value_len: usize, ts: i64, prod
         })
         .collect();
     let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(&mut buf, &records, &RecordEncodeOptions { version: 2, compression: Compression::None })
-        .expect("encode");
+    RecordBatchEncoder::encode(
+        &mut buf,
+        &records,
+        &RecordEncodeOptions {
+            version: 2,
+            compression: Compression::None,
+        },
+    )
+    .expect("encode");
     buf.freeze()
 }
 
@@ -57,7 +70,10 @@ fn decode_keys(bytes: &Bytes) -> Vec<(i64, String)> {
     while !b.is_empty() {
         let set = RecordBatchDecoder::decode(&mut b).expect("stored batches decode");
         for r in set.records {
-            out.push((r.offset, String::from_utf8(r.key.unwrap().to_vec()).unwrap()));
+            out.push((
+                r.offset,
+                String::from_utf8(r.key.unwrap().to_vec()).unwrap(),
+            ));
         }
     }
     out
@@ -70,7 +86,12 @@ fn open(dir: &Path, config: TopicConfig, clean: bool, log_start: Option<i64>) ->
         0,
         Uuid::nil(),
         config,
-        LogOpen { recovery_point: None, log_start_offset: log_start, clean_shutdown: clean, now_ms: 0 },
+        LogOpen {
+            recovery_point: None,
+            log_start_offset: log_start,
+            clean_shutdown: clean,
+            now_ms: 0,
+        },
     )
     .expect("open")
 }
@@ -104,7 +125,10 @@ struct Model {
 
 impl Model {
     fn log_end(&self) -> i64 {
-        self.records.last().map_or(self.log_start, |r| r.0 + 1).max(self.log_start)
+        self.records
+            .last()
+            .map_or(self.log_start, |r| r.0 + 1)
+            .max(self.log_start)
     }
 }
 
@@ -112,13 +136,28 @@ fn check_read(log: &PartitionLog, model: &Model, offset: i64, max_bytes: usize) 
     let end = model.log_end();
     match log.read(offset, max_bytes) {
         Ok(r) => {
-            assert!(offset >= model.log_start && offset <= end, "read {offset} should be out of range");
+            assert!(
+                offset >= model.log_start && offset <= end,
+                "read {offset} should be out of range"
+            );
             assert_eq!(r.high_watermark, end);
             let got = decode_keys(&r.records);
             if offset < end {
-                assert!(!got.is_empty(), "a read below the end returns at least one batch (KIP-74)");
-                let first = got.iter().position(|(o, _)| *o == offset).expect("batch holding the offset");
-                let expected: Vec<_> = model.records.iter().filter(|(o, _)| *o >= offset).take(got.len() - first).cloned().collect();
+                assert!(
+                    !got.is_empty(),
+                    "a read below the end returns at least one batch (KIP-74)"
+                );
+                let first = got
+                    .iter()
+                    .position(|(o, _)| *o == offset)
+                    .expect("batch holding the offset");
+                let expected: Vec<_> = model
+                    .records
+                    .iter()
+                    .filter(|(o, _)| *o >= offset)
+                    .take(got.len() - first)
+                    .cloned()
+                    .collect();
                 assert_eq!(&got[first..], &expected[..]);
                 // More than max_bytes only when a single batch is larger.
                 if r.records.len() > max_bytes {
@@ -129,7 +168,11 @@ fn check_read(log: &PartitionLog, model: &Model, offset: i64, max_bytes: usize) 
             }
         }
         Err(super::LogError::OffsetOutOfRange { .. }) => {
-            assert!(offset < model.log_start || offset > end, "offset {offset} in [{}, {end}] refused", model.log_start);
+            assert!(
+                offset < model.log_start || offset > end,
+                "offset {offset} in [{}, {end}] refused",
+                model.log_start
+            );
         }
         Err(e) => panic!("read failed: {e}"),
     }
@@ -148,7 +191,12 @@ fn tear_active_segment(dir: &Path, keep_fraction: u8) -> Option<u64> {
     let last = logs.last()?;
     let len = std::fs::metadata(last).ok()?.len();
     let keep = len * keep_fraction as u64 / 255;
-    OpenOptions::new().write(true).open(last).unwrap().set_len(keep).unwrap();
+    OpenOptions::new()
+        .write(true)
+        .open(last)
+        .unwrap()
+        .set_len(keep)
+        .unwrap();
     Some(keep)
 }
 
@@ -245,7 +293,8 @@ fn segments_roll_by_size_and_indexes_survive_restart() {
     let config = topic_config(1024);
     let log = PartitionLog::create(root.path(), "t", 0, Uuid::nil(), config.clone(), 0).unwrap();
     for tag in 0..100 {
-        log.append_as_leader(&make_batch(tag, 3, 50, 1000 + tag as i64, None), 0).unwrap();
+        log.append_as_leader(&make_batch(tag, 3, 50, 1000 + tag as i64, None), 0)
+            .unwrap();
     }
     assert!(log.segment_count() > 10, "{} segments", log.segment_count());
     let bases = log.segment_bases();
@@ -271,10 +320,17 @@ fn time_roll_uses_message_timestamps() {
     let mut config = topic_config(1 << 20);
     config.segment_ms = 1000;
     let log = PartitionLog::create(root.path(), "t", 0, Uuid::nil(), config, 0).unwrap();
-    log.append_as_leader(&make_batch(1, 1, 10, 10_000, None), 0).unwrap();
-    log.append_as_leader(&make_batch(2, 1, 10, 11_000, None), 0).unwrap();
-    assert_eq!(log.segment_count(), 1, "exactly segment.ms later does not roll");
-    log.append_as_leader(&make_batch(3, 1, 10, 11_001, None), 0).unwrap();
+    log.append_as_leader(&make_batch(1, 1, 10, 10_000, None), 0)
+        .unwrap();
+    log.append_as_leader(&make_batch(2, 1, 10, 11_000, None), 0)
+        .unwrap();
+    assert_eq!(
+        log.segment_count(),
+        1,
+        "exactly segment.ms later does not roll"
+    );
+    log.append_as_leader(&make_batch(3, 1, 10, 11_001, None), 0)
+        .unwrap();
     assert_eq!(log.segment_count(), 2);
 }
 
@@ -285,10 +341,15 @@ fn retention_by_time_keeps_the_active_segment() {
     config.retention_ms = 1000;
     let log = PartitionLog::create(root.path(), "t", 0, Uuid::nil(), config, 0).unwrap();
     for tag in 0..5 {
-        log.append_as_leader(&make_batch(tag, 1, 150, 10_000 + tag as i64, None), 0).unwrap();
+        log.append_as_leader(&make_batch(tag, 1, 150, 10_000 + tag as i64, None), 0)
+            .unwrap();
     }
     assert_eq!(log.segment_count(), 5);
-    assert_eq!(log.apply_retention(11_003).unwrap(), 3, "segments with max ts 10000..10002 expire");
+    assert_eq!(
+        log.apply_retention(11_003).unwrap(),
+        3,
+        "segments with max ts 10000..10002 expire"
+    );
     assert_eq!(log.log_start_offset(), 3);
     assert_eq!(log.apply_retention(1_000_000).unwrap(), 1);
     assert_eq!(log.segment_count(), 1, "the active segment stays");
@@ -321,7 +382,12 @@ fn idempotent_duplicates_survive_clean_restart_and_crash() {
     drop(log);
     let log = open(root.path(), config, true, None);
     assert!(log.append_as_leader(&b1, 0).unwrap().duplicate);
-    assert_eq!(log.append_as_leader(&make_batch(4, 1, 10, 1000, Some((7, 0, 10))), 0).unwrap().base_offset, 10);
+    assert_eq!(
+        log.append_as_leader(&make_batch(4, 1, 10, 1000, Some((7, 0, 10))), 0)
+            .unwrap()
+            .base_offset,
+        10
+    );
 }
 
 #[test]
@@ -343,6 +409,13 @@ fn corrupt_middle_of_active_segment_truncates_there() {
     bytes[pos] ^= 0xff;
     std::fs::write(&path, &bytes).unwrap();
     let log = open(root.path(), config, false, None);
-    assert_eq!(log.log_end_offset(), 10, "five whole batches of two records survive");
-    assert_eq!(std::fs::metadata(&path).unwrap().len() as usize, sizes[..5].iter().sum::<usize>());
+    assert_eq!(
+        log.log_end_offset(),
+        10,
+        "five whole batches of two records survive"
+    );
+    assert_eq!(
+        std::fs::metadata(&path).unwrap().len() as usize,
+        sizes[..5].iter().sum::<usize>()
+    );
 }

@@ -102,3 +102,65 @@ pub fn encode_response<T: Encodable>(
     body.encode(&mut buf, version).map_err(malformed)?;
     Ok(buf.freeze())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kafka_protocol::messages::*;
+    use proptest::prelude::*;
+
+    /// Decodes `body` as the request of `key` at `version`, discarding the result.
+    fn decode_any(key: ApiKey, version: i16, body: &mut Bytes) {
+        macro_rules! try_decode {
+            ($($k:ident => $t:ty),* $(,)?) => {
+                match key {
+                    $(ApiKey::$k => { let _ = decode_body::<$t>(key, version, body); })*
+                    _ => {}
+                }
+            };
+        }
+        try_decode!(
+            Produce => ProduceRequest,
+            Fetch => FetchRequest,
+            ListOffsets => ListOffsetsRequest,
+            Metadata => MetadataRequest,
+            ApiVersions => ApiVersionsRequest,
+            CreateTopics => CreateTopicsRequest,
+            DeleteTopics => DeleteTopicsRequest,
+            DeleteRecords => DeleteRecordsRequest,
+            InitProducerId => InitProducerIdRequest,
+            DescribeConfigs => DescribeConfigsRequest,
+        );
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 2000, .. ProptestConfig::default() })]
+
+        /// Arbitrary bytes after a valid header prefix never panic or abort
+        /// the decoder (hostile length prefixes included), for every API and
+        /// version we accept.
+        #[test]
+        fn arbitrary_bodies_never_panic(which in 0usize..apis::SUPPORTED.len(), v in 0i16..20, tail in prop::collection::vec(any::<u8>(), 0..64), big in any::<bool>()) {
+            let spec = apis::SUPPORTED[which];
+            let version = spec.min + v % (spec.max - spec.min + 1);
+            let mut raw = tail.clone();
+            if big {
+                // Length-like fields claiming far more than is there.
+                raw.splice(0..0, [0x7f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x0f]);
+            }
+            let mut frame = Bytes::from(raw);
+            if decode_header(spec.key, version, &mut frame).is_ok() {
+                decode_any(spec.key, version, &mut frame);
+            }
+            let mut body = Bytes::from(tail);
+            decode_any(spec.key, version, &mut body);
+        }
+    }
+
+    #[test]
+    fn header_prefix_needs_eight_bytes() {
+        assert!(HeaderPrefix::peek(&[0; 7]).is_err());
+        let p = HeaderPrefix::peek(&[0, 3, 0, 12, 0, 0, 0, 9]).unwrap();
+        assert_eq!((p.api_key, p.api_version, p.correlation_id), (3, 12, 9));
+    }
+}

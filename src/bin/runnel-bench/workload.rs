@@ -37,6 +37,7 @@ pub const CONSUMER_SETTINGS: &[(&str, &str)] = &[
     ("max.partition.fetch.bytes", "10485760"),
     ("receive.message.max.bytes", "104857600"),
     ("queued.max.messages.kbytes", "262144"),
+    ("debug", "fetch"),
 ];
 
 /// Settings of the latency producer: no batching delay, so that what is
