@@ -84,7 +84,10 @@ impl LogManager {
         }
         for entry in fs::read_dir(dir)? {
             let entry = entry?;
-            if entry.file_type()?.is_dir() && !expected_dirs.contains(&entry.path()) {
+            if entry.file_type()?.is_dir()
+                && !expected_dirs.contains(&entry.path())
+                && is_partition_dir(&entry.path())
+            {
                 tracing::info!(path = %entry.path().display(), "removing directory of a deleted or never-created topic");
                 fs::remove_dir_all(entry.path())?;
             }
@@ -307,3 +310,20 @@ impl LogManager {
 
 #[cfg(test)]
 mod tests;
+
+/// Only directories that look like ours are ever removed at start-up: named
+/// `<topic>-<partition>` (optionally with a `.<id>-delete` suffix) and holding
+/// a `partition.metadata` file. Anything else in `log.dirs` is left alone.
+fn is_partition_dir(path: &Path) -> bool {
+    let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+        return false;
+    };
+    let base = match name.strip_suffix("-delete") {
+        Some(rest) => rest.rsplit_once('.').map_or(rest, |(b, _)| b),
+        None => name,
+    };
+    let named_like_partition = base.rsplit_once('-').is_some_and(|(topic, p)| {
+        !topic.is_empty() && !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit())
+    });
+    named_like_partition && path.join("partition.metadata").is_file()
+}

@@ -577,7 +577,17 @@ impl PartitionLog {
                 .max_by_key(|s| s.max_timestamp)
                 .map(|s| (s.max_timestamp, s.offset_of_max_timestamp))
         };
-        Ok(best.filter(|&(_, offset)| offset >= self.log_start_offset()))
+        let Some((max_ts, batch_offset)) =
+            best.filter(|&(_, offset)| offset >= self.log_start_offset())
+        else {
+            return Ok(None);
+        };
+        // The segment knows the batch; Kafka (KAFKA-16310) answers with the
+        // record itself: the first one carrying the maximum timestamp.
+        Ok(Some(
+            self.offset_for_timestamp(max_ts)?
+                .unwrap_or((max_ts, batch_offset)),
+        ))
     }
 
     /// DeleteRecords: moves the log start offset up to `offset` (-1 means the

@@ -419,3 +419,32 @@ fn corrupt_middle_of_active_segment_truncates_there() {
         sizes[..5].iter().sum::<usize>()
     );
 }
+
+#[test]
+fn startup_removes_only_directories_that_are_ours() {
+    let root = tempfile::tempdir().unwrap();
+    let stray = PartitionLog::create(
+        root.path(),
+        "gone.v2",
+        0,
+        Uuid::nil(),
+        topic_config(1024),
+        0,
+    )
+    .unwrap();
+    drop(stray);
+    std::fs::create_dir(root.path().join("notes-1")).unwrap();
+    std::fs::create_dir(root.path().join("photos")).unwrap();
+    let manager =
+        super::LogManager::open(root.path(), &crate::metadata::MetadataImage::default()).unwrap();
+    drop(manager);
+    assert!(
+        !root.path().join("gone.v2-0").exists(),
+        "a partition of no topic is removed"
+    );
+    assert!(
+        root.path().join("notes-1").exists(),
+        "no partition.metadata: not ours"
+    );
+    assert!(root.path().join("photos").exists());
+}

@@ -14,6 +14,9 @@ use tokio::task::JoinSet;
 
 use crate::broker::Broker;
 
+/// How long shutdown waits for connections to answer what they already read.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
 pub async fn accept_loop(
     broker: Arc<Broker>,
     listener: TcpListener,
@@ -52,6 +55,17 @@ pub async fn accept_loop(
     }
     drop(listener);
     // Connections see the same shutdown signal: they stop reading, answer
-    // what they already read, and close.
-    while connections.join_next().await.is_some() {}
+    // what they already read, and close. A client that stops reading its
+    // responses must not hold the shutdown forever.
+    let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
+        while connections.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!(
+            "{} connections still busy after {SHUTDOWN_GRACE:?}; closing them",
+            connections.len()
+        );
+        connections.shutdown().await;
+    }
 }
