@@ -65,6 +65,19 @@ struct Args {
     /// Extra broker properties for every run, as `key=value`.
     #[arg(long = "override", value_name = "KEY=VALUE")]
     overrides: Vec<String>,
+    /// Extra librdkafka producer property (all producers), as `key=value`.
+    #[arg(long = "producer-config", value_name = "KEY=VALUE", value_parser = key_value)]
+    producer_config: Vec<(String, String)>,
+    /// Extra librdkafka consumer property (all consumers), as `key=value`.
+    #[arg(long = "consumer-config", value_name = "KEY=VALUE", value_parser = key_value)]
+    consumer_config: Vec<(String, String)>,
+}
+
+fn key_value(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .filter(|(k, _)| !k.is_empty())
+        .ok_or_else(|| format!("expected KEY=VALUE, got {s:?}"))
 }
 
 const SMALL: usize = 100;
@@ -78,6 +91,8 @@ struct Plan {
     binary: PathBuf,
     data_dir: PathBuf,
     overrides: Vec<String>,
+    producer_config: Vec<(String, String)>,
+    consumer_config: Vec<(String, String)>,
     small_records: u64,
     large_records: u64,
     latency_rate: u64,
@@ -87,6 +102,14 @@ struct Plan {
 }
 
 impl Plan {
+    fn clients(&self, broker: &BrokerProcess) -> workload::Clients {
+        workload::Clients {
+            bootstrap: broker.bootstrap(),
+            producer_extra: self.producer_config.clone(),
+            consumer_extra: self.consumer_config.clone(),
+        }
+    }
+
     fn records_for(&self, size: usize) -> u64 {
         if size == SMALL {
             self.small_records
@@ -144,6 +167,8 @@ fn run(args: Args) -> Result<()> {
         binary,
         data_dir: args.data_dir.unwrap_or_else(std::env::temp_dir),
         overrides: args.overrides,
+        producer_config: args.producer_config,
+        consumer_config: args.consumer_config,
         small_records: args.small_records.unwrap_or(DEFAULT_SMALL_RECORDS / scale),
         large_records: args.large_records.unwrap_or(DEFAULT_LARGE_RECORDS / scale),
         latency_rate: args.latency_rate,
@@ -176,9 +201,10 @@ fn run(args: Args) -> Result<()> {
         }
     }
 
-    let settings = |s: &[(&str, &str)]| {
+    let settings = |s: &[(&str, &str)], extra: &[(String, String)]| {
         s.iter()
             .map(|(k, v)| format!("{k}={v}"))
+            .chain(extra.iter().map(|(k, v)| format!("{k}={v}")))
             .collect::<Vec<_>>()
             .join(" ")
     };
@@ -199,9 +225,9 @@ fn run(args: Args) -> Result<()> {
         results,
         flush_cases,
         flush_results,
-        producer_settings: settings(workload::PRODUCER_SETTINGS),
-        consumer_settings: settings(workload::CONSUMER_SETTINGS),
-        latency_settings: settings(workload::LATENCY_PRODUCER_SETTINGS),
+        producer_settings: settings(workload::PRODUCER_SETTINGS, &plan.producer_config),
+        consumer_settings: settings(workload::CONSUMER_SETTINGS, &plan.consumer_config),
+        latency_settings: settings(workload::LATENCY_PRODUCER_SETTINGS, &plan.producer_config),
     };
     print!("{}", report.markdown());
     if let Some(path) = args.json {
@@ -226,7 +252,8 @@ fn one_run(plan: &Plan, run: usize) -> Result<RunResult> {
     // Idle footprint: nothing connected but the readiness probe, already closed.
     std::thread::sleep(Duration::from_secs(1));
     let idle_rss_bytes = broker.rss_bytes()?;
-    let bootstrap = broker.bootstrap();
+    let clients = plan.clients(&broker);
+    let bootstrap = &clients.bootstrap;
     let cpu = || broker.cpu_secs();
     let mut result = RunResult {
         idle_rss_bytes,
@@ -235,9 +262,9 @@ fn one_run(plan: &Plan, run: usize) -> Result<RunResult> {
 
     for c in &plan.produce_cases {
         let topic = topic_name("produce", c);
-        workload::create_topic(&bootstrap, &topic, c.partitions)?;
+        workload::create_topic(bootstrap, &topic, c.partitions)?;
         let t = workload::produce(
-            &bootstrap,
+            &clients,
             &topic,
             c.size,
             plan.records_for(c.size),
@@ -263,7 +290,7 @@ fn one_run(plan: &Plan, run: usize) -> Result<RunResult> {
             acks: "1",
         };
         let t = workload::consume(
-            &bootstrap,
+            &clients,
             &topic_name("produce", &filled),
             c.partitions,
             plan.records_for(c.size),
@@ -282,9 +309,9 @@ fn one_run(plan: &Plan, run: usize) -> Result<RunResult> {
     }
     if plan.latency_secs > 0.0 && plan.latency_rate > 0 {
         let topic = "bench-latency";
-        workload::create_topic(&bootstrap, topic, 1)?;
+        workload::create_topic(bootstrap, topic, 1)?;
         let l = workload::latency(
-            &bootstrap,
+            &clients,
             topic,
             LATENCY_RECORD,
             plan.latency_rate,
@@ -326,14 +353,15 @@ fn flush_run(
         &format!("flush{run}"),
         &overrides,
     )?;
-    let bootstrap = broker.bootstrap();
+    let clients = plan.clients(&broker);
+    let bootstrap = &clients.bootstrap;
     let cpu = || broker.cpu_secs();
     let mut out = Vec::new();
     for c in cases {
         let topic = topic_name("fsync", c);
-        workload::create_topic(&bootstrap, &topic, c.partitions)?;
+        workload::create_topic(bootstrap, &topic, c.partitions)?;
         let t = workload::produce(
-            &bootstrap,
+            &clients,
             &topic,
             c.size,
             plan.records_for(c.size),

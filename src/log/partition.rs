@@ -120,6 +120,8 @@ pub struct PartitionLog {
     log_end: AtomicI64,
     log_start: AtomicI64,
     deleted: AtomicBool,
+    /// Flushes that reached the disk (fsync rounds), for tests and metrics.
+    fsyncs: std::sync::atomic::AtomicU64,
     /// Woken after every append; long-polling fetches wait on it.
     pub appended: tokio::sync::Notify,
 }
@@ -203,6 +205,7 @@ impl PartitionLog {
             log_end: AtomicI64::new(log_end),
             log_start: AtomicI64::new(log_start_offset),
             deleted: AtomicBool::new(false),
+            fsyncs: std::sync::atomic::AtomicU64::new(0),
             appended: tokio::sync::Notify::new(),
         }
     }
@@ -699,8 +702,15 @@ impl PartitionLog {
             (files, target)
         };
         for f in files {
-            f.sync_data()?;
+            if let Err(e) = f.sync_data() {
+                // Not durable after all: the next flush must try again.
+                for seg in &mut self.state.lock().segments {
+                    seg.dirty = true;
+                }
+                return Err(e);
+            }
         }
+        self.fsyncs.fetch_add(1, Ordering::Relaxed);
         let mut state = self.state.lock();
         state.recovery_point = state.recovery_point.max(target);
         Ok(())
@@ -712,6 +722,10 @@ impl PartitionLog {
         state.config.flush_ms != i64::MAX
             && state.unflushed_messages > 0
             && now_ms.saturating_sub(state.last_flush_ms) >= state.config.flush_ms
+    }
+
+    pub fn fsync_count(&self) -> u64 {
+        self.fsyncs.load(Ordering::Relaxed)
     }
 
     pub fn recovery_point(&self) -> i64 {

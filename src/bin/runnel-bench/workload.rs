@@ -37,7 +37,6 @@ pub const CONSUMER_SETTINGS: &[(&str, &str)] = &[
     ("max.partition.fetch.bytes", "10485760"),
     ("receive.message.max.bytes", "104857600"),
     ("queued.max.messages.kbytes", "262144"),
-    ("debug", "fetch"),
 ];
 
 /// Settings of the latency producer: no batching delay, so that what is
@@ -132,21 +131,42 @@ impl ProducerContext for AckCounter {
     }
 }
 
-fn client_config(bootstrap: &str, settings: &[(&str, &str)]) -> ClientConfig {
-    let mut c = ClientConfig::new();
-    c.set("bootstrap.servers", bootstrap)
-        .set("message.timeout.ms", "120000");
-    for (k, v) in settings {
-        c.set(*k, *v);
+/// Where the clients connect and the settings given on the command line,
+/// which win over the bench's own.
+pub struct Clients {
+    pub bootstrap: String,
+    pub producer_extra: Vec<(String, String)>,
+    pub consumer_extra: Vec<(String, String)>,
+}
+
+impl Clients {
+    fn config(&self, settings: &[(&str, &str)], extra: &[(String, String)]) -> ClientConfig {
+        let mut c = ClientConfig::new();
+        c.set("bootstrap.servers", &self.bootstrap)
+            .set("message.timeout.ms", "120000");
+        for (k, v) in settings {
+            c.set(*k, *v);
+        }
+        for (k, v) in extra {
+            c.set(k, v);
+        }
+        c
     }
-    c
+
+    fn producer(&self, settings: &[(&str, &str)]) -> ClientConfig {
+        self.config(settings, &self.producer_extra)
+    }
+
+    fn consumer(&self) -> ClientConfig {
+        self.config(CONSUMER_SETTINGS, &self.consumer_extra)
+    }
 }
 
 /// Sends `records` records of `size` bytes to `topic` (partitions chosen by
 /// librdkafka's default partitioner, keys null) and times first send to last
 /// acknowledgement.
 pub fn produce(
-    bootstrap: &str,
+    clients: &Clients,
     topic: &str,
     size: usize,
     records: u64,
@@ -160,7 +180,8 @@ pub fn produce(
         first_error: Mutex::new(None),
         last_ack: Mutex::new(None),
     };
-    let producer: BaseProducer<AckCounter> = client_config(bootstrap, PRODUCER_SETTINGS)
+    let producer: BaseProducer<AckCounter> = clients
+        .producer(PRODUCER_SETTINGS)
         .set("acks", acks)
         .create_with_context(counter)?;
     // Metadata before the clock starts, so that the first batch goes out at once.
@@ -219,10 +240,11 @@ pub fn produce(
     })
 }
 
-fn assigned_consumer(bootstrap: &str, topic: &str, partitions: i32) -> Result<BaseConsumer> {
+fn assigned_consumer(clients: &Clients, topic: &str, partitions: i32) -> Result<BaseConsumer> {
     // No group coordinator yet: assign-only, and no commits (a commit or a
     // group leave would wait for a coordinator that does not exist).
-    let consumer: BaseConsumer = client_config(bootstrap, CONSUMER_SETTINGS)
+    let consumer: BaseConsumer = clients
+        .consumer()
         .set("group.id", "runnel-bench")
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
@@ -238,7 +260,7 @@ fn assigned_consumer(bootstrap: &str, topic: &str, partitions: i32) -> Result<Ba
 /// Reads `records` records from the beginning of every partition of `topic`
 /// and times assignment to the last record.
 pub fn consume(
-    bootstrap: &str,
+    clients: &Clients,
     topic: &str,
     partitions: i32,
     records: u64,
@@ -246,7 +268,7 @@ pub fn consume(
 ) -> Result<Throughput> {
     let cpu0 = (broker_cpu()?, crate::broker::self_cpu_secs()?);
     let start = Instant::now();
-    let consumer = assigned_consumer(bootstrap, topic, partitions)?;
+    let consumer = assigned_consumer(clients, topic, partitions)?;
     let (mut count, mut bytes) = (0u64, 0u64);
     while count < records {
         match consumer.poll(Duration::from_millis(100)) {
@@ -281,7 +303,7 @@ const LATENCY_MEASURED: u8 = 1;
 /// partition, empty) while a consumer thread reads them, and returns the
 /// produce-call-to-poll latency of every record.
 pub fn latency(
-    bootstrap: &str,
+    clients: &Clients,
     topic: &str,
     size: usize,
     rate: u64,
@@ -294,7 +316,7 @@ pub fn latency(
     let warm = Arc::new(AtomicBool::new(false));
     let stop = Arc::new(AtomicBool::new(false));
 
-    let consumer = assigned_consumer(bootstrap, topic, 1)?;
+    let consumer = assigned_consumer(clients, topic, 1)?;
     let (done_tx, done_rx) = std::sync::mpsc::channel::<Result<Vec<u64>>>();
     let reader = {
         let (warm, stop) = (warm.clone(), stop.clone());
@@ -304,7 +326,7 @@ pub fn latency(
     };
 
     let result = (|| -> Result<(f64, f64, f64)> {
-        let producer: BaseProducer = client_config(bootstrap, LATENCY_PRODUCER_SETTINGS).create()?;
+        let producer: BaseProducer = clients.producer(LATENCY_PRODUCER_SETTINGS).create()?;
         let mut payload = vec![0u8; size];
         // Warm-up: one record every 10 ms until the consumer has seen one, so
         // that its fetch session is in place before the clock matters.
