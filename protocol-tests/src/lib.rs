@@ -23,8 +23,7 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::{Decodable, Encodable, Request, StrBytes};
 use kafka_protocol::records::{
-    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions,
-    TimestampType,
+    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
 };
 use runnel::broker::{self, BrokerHandle};
 use runnel::BrokerConfig;
@@ -317,7 +316,8 @@ impl Client {
             .await;
         let t = &resp.topics[0];
         assert_eq!(
-            t.error_code, 0,
+            t.error_code,
+            0,
             "creating {name}: {:?}",
             t.error_message.as_ref().map(|m| m.to_string())
         );
@@ -364,7 +364,12 @@ impl Client {
 
     /// Fetch v12 of one partition from `offset` (no waiting).
     pub async fn fetch(&mut self, topic: &str, partition: i32, offset: i64) -> PartitionData {
-        let req = fetch_request(12, topic, uuid::Uuid::nil(), &[(partition, offset, 1 << 20)]);
+        let req = fetch_request(
+            12,
+            topic,
+            uuid::Uuid::nil(),
+            &[(partition, offset, 1 << 20)],
+        );
         let mut resp = self.call(12, &req).await;
         assert_eq!(resp.error_code, 0);
         assert_eq!(resp.responses.len(), 1);
@@ -438,7 +443,11 @@ pub fn create_topics_request(topics: Vec<CreatableTopic>) -> CreateTopicsRequest
 }
 
 /// Metadata for `topics` (`None`: all topics, spelled as v0 wants it).
-pub fn metadata_request(version: i16, topics: Option<&[&str]>, auto_create: bool) -> MetadataRequest {
+pub fn metadata_request(
+    version: i16,
+    topics: Option<&[&str]>,
+    auto_create: bool,
+) -> MetadataRequest {
     use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
     let topics = match topics {
         Some(list) => Some(
@@ -466,9 +475,10 @@ pub fn produce_request(
     records: Option<Bytes>,
     acks: i16,
 ) -> ProduceRequest {
-    let data = TopicProduceData::default().with_partition_data(vec![PartitionProduceData::default()
-        .with_index(partition)
-        .with_records(records)]);
+    let data =
+        TopicProduceData::default().with_partition_data(vec![PartitionProduceData::default()
+            .with_index(partition)
+            .with_records(records)]);
     let data = if version >= 13 {
         data.with_topic_id(topic_id)
     } else {
@@ -577,7 +587,9 @@ pub fn batch_with_timestamps(
 
 /// `n` records named `{prefix}-{i}`.
 pub fn values(prefix: &str, n: usize) -> Vec<Vec<u8>> {
-    (0..n).map(|i| format!("{prefix}-{i}").into_bytes()).collect()
+    (0..n)
+        .map(|i| format!("{prefix}-{i}").into_bytes())
+        .collect()
 }
 
 pub fn as_slices(v: &[Vec<u8>]) -> Vec<&[u8]> {
@@ -666,6 +678,7 @@ mod tests {
     #[test]
     fn fix_crc_is_identity_on_a_valid_batch() {
         let b = batch(&[b"x", b"y"], 1000, None);
+        assert_eq!(batch_count(&b), 1, "one batch, not one per record");
         let mut copy = b.to_vec();
         fix_crc(&mut copy);
         assert_eq!(copy, b.to_vec());

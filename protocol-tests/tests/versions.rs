@@ -6,7 +6,9 @@
 use std::ops::RangeInclusive;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
-use kafka_protocol::messages::delete_records_request::{DeleteRecordsPartition, DeleteRecordsTopic};
+use kafka_protocol::messages::delete_records_request::{
+    DeleteRecordsPartition, DeleteRecordsTopic,
+};
 use kafka_protocol::messages::delete_topics_request::DeleteTopicState;
 use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
 use kafka_protocol::messages::*;
@@ -222,7 +224,11 @@ async fn describe_configs_every_version() {
         ]);
         let resp = c.call(v, &req).await;
         assert_eq!(resp.results.len(), 2, "v{v}");
-        for (r, key) in resp.results.iter().zip(["retention.ms", "log.retention.ms"]) {
+        for (r, key) in resp
+            .results
+            .iter()
+            .zip(["retention.ms", "log.retention.ms"])
+        {
             assert_eq!(r.error_code, 0, "v{v} {:?}", r.error_message);
             assert!(
                 r.configs.iter().any(|c| c.name.as_str() == key),
