@@ -81,7 +81,7 @@ async fn produce_errors_leave_the_log_unchanged() {
         ),
         ("unknown partition", "pe", 5, Some(valid.clone()), -1, 3),
         ("acks=2", "pe", 0, Some(valid.clone()), 2, 21),
-        ("magic 1", "pe", 0, Some(magic1.into()), -1, 43),
+        ("magic 1", "pe", 0, Some(magic1.into()), -1, 87),
         ("null records", "pe", 0, None, -1, 87),
         ("two batches", "pe", 0, Some(two_batches.into()), -1, 87),
     ];
@@ -348,4 +348,57 @@ async fn idempotent_producer_on_the_wire() {
     assert_eq!(c.produce_ok("idem", 0, cont).await, 8);
     want.push("e1-3".into());
     assert_eq!(fetched_values(&c.fetch("idem", 0, 0).await.records), want);
+}
+
+/// Kafka refuses ZStandard batches on Produce below v7 (KIP-110) with
+/// UNSUPPORTED_COMPRESSION_TYPE, and accepts them from v7 on.
+#[tokio::test]
+async fn zstd_needs_produce_v7() {
+    use kafka_protocol::records::{
+        Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+    };
+    let broker = protocol_tests::TestBroker::start().await;
+    let mut c = broker.connect().await;
+    c.create_topic("z", 1).await;
+    let record = Record {
+        transactional: false,
+        control: false,
+        delete_horizon: false,
+        partition_leader_epoch: -1,
+        producer_id: -1,
+        producer_epoch: -1,
+        timestamp_type: TimestampType::Creation,
+        offset: 0,
+        sequence: -1,
+        timestamp: 1,
+        key: None,
+        value: Some(bytes::Bytes::from_static(b"zstd value zstd value")),
+        headers: Default::default(),
+    };
+    let mut buf = bytes::BytesMut::new();
+    RecordBatchEncoder::encode(
+        &mut buf,
+        [&record],
+        &RecordEncodeOptions {
+            version: 2,
+            compression: Compression::Zstd,
+        },
+    )
+    .unwrap();
+    let zstd = buf.freeze();
+    for version in 3..=12i16 {
+        let req = protocol_tests::produce_request(
+            version,
+            "z",
+            uuid::Uuid::nil(),
+            0,
+            Some(zstd.clone()),
+            -1,
+        );
+        let resp = c.call(version, &req).await;
+        let code = resp.responses[0].partition_responses[0].error_code;
+        let expected = if version < 7 { 76 } else { 0 };
+        assert_eq!(code, expected, "produce v{version}");
+    }
+    assert_eq!(c.latest_offset("z", 0).await, 6, "only v7..=v12 appended");
 }

@@ -42,6 +42,9 @@ pub fn handle(ctx: RequestContext, req: ProduceRequest) -> ResponseFuture {
             } else if req.transactional_id.is_some() {
                 // Transactions arrive with the transaction coordinator.
                 Code::TransactionalIdAuthorizationFailed.code()
+            } else if ctx.version < 7 && p.records.as_deref().is_some_and(is_zstd) {
+                // Kafka: ZStandard needs Produce v7+ (KIP-110).
+                Code::UnsupportedCompressionType.code()
             } else if let Some(log) = log {
                 match p.records.as_deref().map(|r| log.append_as_leader(r, now)) {
                     Some(Ok(appended)) => {
@@ -98,6 +101,11 @@ pub fn handle(ctx: RequestContext, req: ProduceRequest) -> ResponseFuture {
         }
         ctx.encode(&ProduceResponse::default().with_responses(responses))
     })
+}
+
+/// The batch's compression codec (attributes bits 0-2) is zstd (4).
+fn is_zstd(records: &[u8]) -> bool {
+    records.get(22).is_some_and(|attr_low| attr_low & 0x07 == 4)
 }
 
 fn log_unexpected(e: &LogError, log: &PartitionLog) {

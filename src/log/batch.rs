@@ -57,7 +57,6 @@ const MAX_COMPRESSION: u8 = 4;
 // Kafka error codes returned by `BatchError::error_code`.
 const CORRUPT_MESSAGE: i16 = 2;
 const MESSAGE_TOO_LARGE: i16 = 10;
-const UNSUPPORTED_FOR_MESSAGE_FORMAT: i16 = 43;
 const UNSUPPORTED_COMPRESSION_TYPE: i16 = 76;
 const INVALID_RECORD: i16 = 87;
 
@@ -239,9 +238,11 @@ impl BatchError {
                 CORRUPT_MESSAGE
             }
             BatchError::TooLarge { .. } => MESSAGE_TOO_LARGE,
-            BatchError::UnsupportedMagic(_) => UNSUPPORTED_FOR_MESSAGE_FORMAT,
             BatchError::UnsupportedCompression(_) => UNSUPPORTED_COMPRESSION_TYPE,
-            BatchError::RecordCountMismatch { .. }
+            // Kafka's ProduceRequest.validateRecords: v3+ carries only magic 2
+            // batches, anything else is an InvalidRecordException.
+            BatchError::UnsupportedMagic(_)
+            | BatchError::RecordCountMismatch { .. }
             | BatchError::InvalidRecordCount(_)
             | BatchError::MultipleBatches
             | BatchError::ControlBatchFromClient => INVALID_RECORD,
@@ -853,7 +854,7 @@ mod tests {
             b[MAGIC_OFFSET] = magic.to_be_bytes()[0];
             let err = validate_produce_batch(&b, BIG).unwrap_err();
             assert_eq!(err, BatchError::UnsupportedMagic(magic));
-            assert_eq!(err.error_code(), 43);
+            assert_eq!(err.error_code(), 87);
             // Reported as soon as the magic byte is present, even if the rest
             // is missing.
             assert_eq!(
@@ -1017,7 +1018,7 @@ mod tests {
                 2,
             ),
             (BatchError::TooLarge { size: 2, max: 1 }, 10),
-            (BatchError::UnsupportedMagic(1), 43),
+            (BatchError::UnsupportedMagic(1), 87),
             (BatchError::UnsupportedCompression(5), 76),
             (
                 BatchError::RecordCountMismatch {

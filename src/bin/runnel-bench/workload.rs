@@ -273,6 +273,7 @@ pub fn consume(
     while count < records {
         match consumer.poll(Duration::from_millis(100)) {
             Some(Ok(m)) => {
+                if count == 0 { eprintln!("DEBUG first record after {:?}", start.elapsed()); }
                 count += 1;
                 bytes += m.payload_len() as u64;
             }
