@@ -8,18 +8,18 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use common::{
     admin, broker_runtime, consume, consumer, create_topic, flush_all_ok, numbered_payload,
-    recording_producer, send_blocking, TestBroker, TIMEOUT,
+    read_frame, recording_producer, send_blocking, write_frame, TestBroker, TIMEOUT,
 };
 use rdkafka::admin::AdminOptions;
 use rdkafka::consumer::Consumer;
 use rdkafka::message::{Header, Headers, OwnedHeaders, Timestamp};
 use rdkafka::producer::{BaseRecord, Producer};
 use rdkafka::{Message, Offset, TopicPartitionList};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 
 fn now_ms() -> i64 {
@@ -153,7 +153,9 @@ fn keyed_records_stay_on_one_partition_in_order() {
     let mut order_of: BTreeMap<String, Vec<usize>> = BTreeMap::new();
     let mut seen = HashSet::new();
     for m in &got {
-        let key = std::str::from_utf8(m.key().expect("key")).unwrap().to_owned();
+        let key = std::str::from_utf8(m.key().expect("key"))
+            .unwrap()
+            .to_owned();
         let i: usize = std::str::from_utf8(m.payload().expect("payload"))
             .unwrap()
             .parse()
@@ -165,7 +167,10 @@ fn keyed_records_stay_on_one_partition_in_order() {
             (m.partition(), m.offset()),
             "record {i}: consumed where the delivery report said"
         );
-        partitions_of.entry(key.clone()).or_default().insert(m.partition());
+        partitions_of
+            .entry(key.clone())
+            .or_default()
+            .insert(m.partition());
         order_of.entry(key).or_default().push(i);
     }
     assert_eq!(partitions_of.len(), 10);
@@ -224,7 +229,11 @@ fn headers_timestamps_offsets_for_times_watermarks_delete_records() {
     let admin = admin(&bootstrap);
     const TOPIC: &str = "meta";
     rt.block_on(create_topic(&admin, TOPIC, 1, &[]));
+    // Offset queries go through a consumer that never fetches: on an
+    // assigned consumer they would queue behind its fetch long-poll (one
+    // request at a time per connection, as in Kafka).
     let consumer = consumer(&bootstrap, &[]);
+    let reader = common::consumer(&bootstrap, &[]);
     assert_eq!(
         consumer.fetch_watermarks(TOPIC, 0, TIMEOUT).unwrap(),
         (0, 0)
@@ -257,8 +266,12 @@ fn headers_timestamps_offsets_for_times_watermarks_delete_records() {
                 .timestamp(1000 * (i as i64 + 1))
                 .headers(headers),
         );
-        // One batch per record, so timestamps index per batch too.
-        producer.flush(TIMEOUT).expect("flush");
+        // One batch per record: wait for this record's delivery report.
+        let deadline = Instant::now() + TIMEOUT;
+        while producer.context().len() <= i {
+            assert!(Instant::now() < deadline, "no delivery report for {i}");
+            producer.poll(Duration::from_millis(5));
+        }
     }
     flush_all_ok(&producer, N);
     assert_eq!(
@@ -266,7 +279,7 @@ fn headers_timestamps_offsets_for_times_watermarks_delete_records() {
         (0, N as i64)
     );
 
-    let got = consume(&consumer, TOPIC, &[0], Offset::Beginning, N, TIMEOUT);
+    let got = consume(&reader, TOPIC, &[0], Offset::Beginning, N, TIMEOUT);
     for (i, m) in got.iter().enumerate() {
         assert_eq!(m.offset(), i as i64);
         assert_eq!(m.payload(), Some(payloads[i].as_bytes()));
@@ -299,9 +312,7 @@ fn headers_timestamps_offsets_for_times_watermarks_delete_records() {
         .unwrap();
     let opts = AdminOptions::new().operation_timeout(Some(TIMEOUT));
     let result = rt
-        .block_on(async {
-            tokio::time::timeout(TIMEOUT, admin.delete_records(&tpl, &opts)).await
-        })
+        .block_on(async { tokio::time::timeout(TIMEOUT, admin.delete_records(&tpl, &opts)).await })
         .expect("DeleteRecords timed out")
         .expect("DeleteRecords");
     let elem = result.find_partition(TOPIC, 0).expect("partition");
@@ -323,9 +334,7 @@ fn headers_timestamps_offsets_for_times_watermarks_delete_records() {
     let mut tpl = TopicPartitionList::new();
     tpl.add_partition_offset(TOPIC, 0, Offset::End).unwrap();
     let result = rt
-        .block_on(async {
-            tokio::time::timeout(TIMEOUT, admin.delete_records(&tpl, &opts)).await
-        })
+        .block_on(async { tokio::time::timeout(TIMEOUT, admin.delete_records(&tpl, &opts)).await })
         .expect("DeleteRecords timed out")
         .expect("DeleteRecords");
     let elem = result.find_partition(TOPIC, 0).expect("partition");
@@ -353,19 +362,29 @@ fn log_append_time_topic_stamps_broker_time() {
         &[("message.timestamp.type", "LogAppendTime")],
     ));
 
+    // Uncompressed and compressed batches: both have their max timestamp
+    // (and CRC, which the consumer checks) rewritten.
     const N: usize = 20;
     let before = now_ms();
-    let producer = recording_producer(&bootstrap, &[]);
-    for i in 0..N {
-        // An explicit CreateTime far in the past, which the broker must replace.
-        send_blocking(
-            &producer,
-            BaseRecord::<(), _, usize>::with_opaque_to("append-time", i)
-                .payload("x")
-                .timestamp(1000 + i as i64),
-        );
+    for (half, codec) in [(0, "none"), (1, "lz4")] {
+        let producer = recording_producer(&bootstrap, &[("compression.codec", codec)]);
+        for i in half * N / 2..(half + 1) * N / 2 {
+            // An explicit CreateTime far in the past, which the broker must replace.
+            send_blocking(
+                &producer,
+                BaseRecord::<(), _, usize>::with_opaque_to("append-time", i)
+                    .payload("xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx")
+                    .timestamp(1000 + i as i64),
+            );
+        }
+        // The produce response's log_append_time reaches the delivery report.
+        for d in flush_all_ok(&producer, N / 2) {
+            match d.timestamp {
+                Timestamp::LogAppendTime(t) => assert!(t >= before, "{d:?}"),
+                _ => panic!("delivery report without LogAppendTime: {d:?}"),
+            }
+        }
     }
-    flush_all_ok(&producer, N);
     let after = now_ms();
 
     let consumer = consumer(&bootstrap, &[]);
@@ -485,19 +504,6 @@ struct ProxyStats {
 const INJECTED_CORRELATION_ID: i32 = 0x7eed_0001;
 const PRODUCE_API_KEY: i16 = 0;
 
-async fn read_frame(r: &mut (impl AsyncReadExt + Unpin)) -> Option<Vec<u8>> {
-    let len = r.read_i32().await.ok()?;
-    let len = usize::try_from(len).ok().filter(|&l| l <= 64 << 20)?;
-    let mut body = vec![0u8; len];
-    r.read_exact(&mut body).await.ok()?;
-    Some(body)
-}
-
-async fn write_frame(w: &mut (impl AsyncWriteExt + Unpin), body: &[u8]) -> std::io::Result<()> {
-    w.write_all(&(body.len() as i32).to_be_bytes()).await?;
-    w.write_all(body).await
-}
-
 /// Forwards one client connection to `upstream`; the first Produce request
 /// seen by any connection is sent twice, and the reply to the copy dropped.
 async fn proxy_connection(client: TcpStream, upstream: SocketAddr, stats: Arc<ProxyStats>) {
@@ -584,6 +590,15 @@ fn duplicated_produce_request_is_deduplicated() {
             &producer,
             BaseRecord::<(), _, usize>::with_opaque_to("dup", i).payload(p),
         );
+        if i == 0 {
+            // The first Produce (the duplicated one) carries record 0 alone,
+            // so later batches must follow the duplicate's sequence.
+            let deadline = Instant::now() + TIMEOUT;
+            while producer.context().len() == 0 {
+                assert!(Instant::now() < deadline, "record 0 not acknowledged");
+                producer.poll(Duration::from_millis(5));
+            }
+        }
     }
     for d in flush_all_ok(&producer, N) {
         assert_eq!((d.partition, d.offset), (0, d.id as i64));

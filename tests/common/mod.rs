@@ -71,7 +71,7 @@ use std::time::Instant;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{DeliveryResult, OwnedMessage};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer, ProducerContext};
@@ -93,6 +93,7 @@ pub struct Delivery {
     pub id: usize,
     pub partition: i32,
     pub offset: i64,
+    pub timestamp: rdkafka::Timestamp,
     pub error: Option<String>,
 }
 
@@ -120,12 +121,14 @@ impl ProducerContext for DeliveryLog {
                 id,
                 partition: m.partition(),
                 offset: m.offset(),
+                timestamp: m.timestamp(),
                 error: None,
             },
             Err((e, m)) => Delivery {
                 id,
                 partition: m.partition(),
                 offset: m.offset(),
+                timestamp: m.timestamp(),
                 error: Some(e.to_string()),
             },
         };
@@ -184,12 +187,13 @@ pub fn flush_all_ok(producer: &RecordingProducer, expected: usize) -> Vec<Delive
 }
 
 /// An assign-only consumer (group id set, no auto commit: no coordinator
-/// needed and a fast close).
+/// needed and a fast close) that verifies every batch's CRC.
 pub fn consumer(bootstrap: &str, settings: &[(&str, &str)]) -> BaseConsumer {
     let mut cfg = ClientConfig::new();
     cfg.set("bootstrap.servers", bootstrap)
         .set("group.id", "runnel-tests")
-        .set("enable.auto.commit", "false");
+        .set("enable.auto.commit", "false")
+        .set("check.crcs", "true");
     for (k, v) in settings {
         cfg.set(*k, *v);
     }
@@ -198,8 +202,8 @@ pub fn consumer(bootstrap: &str, settings: &[(&str, &str)]) -> BaseConsumer {
 
 /// Assigns `partitions` of `topic` from `start` and polls until `count`
 /// messages arrived (panics on a consumer error or after `timeout`).
-pub fn consume(
-    consumer: &BaseConsumer,
+pub fn consume<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
     topic: &str,
     partitions: &[i32],
     start: Offset,
@@ -267,4 +271,23 @@ pub fn numbered_payload(tag: &str, i: usize) -> Vec<u8> {
     }
     p.truncate(100);
     p
+}
+
+/// Reads one Kafka frame (i32 length prefix) and returns its body; `None`
+/// at EOF, on error, or for an implausible length.
+pub async fn read_frame(r: &mut (impl tokio::io::AsyncReadExt + Unpin)) -> Option<Vec<u8>> {
+    let len = r.read_i32().await.ok()?;
+    let len = usize::try_from(len).ok().filter(|&l| l <= 64 << 20)?;
+    let mut body = vec![0u8; len];
+    r.read_exact(&mut body).await.ok()?;
+    Some(body)
+}
+
+/// Writes `body` as one length-prefixed Kafka frame.
+pub async fn write_frame(
+    w: &mut (impl tokio::io::AsyncWriteExt + Unpin),
+    body: &[u8],
+) -> std::io::Result<()> {
+    w.write_all(&(body.len() as i32).to_be_bytes()).await?;
+    w.write_all(body).await
 }
