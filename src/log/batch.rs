@@ -29,6 +29,8 @@
 //! Every function here is total over arbitrary input bytes: short or malformed
 //! buffers produce errors (or, for the in-place setters, no change), never panics.
 
+use super::reader::Reader;
+
 /// Size of the fixed v2 batch header.
 pub const HEADER_LEN: usize = 61;
 /// Bytes before the part counted by batchLength: baseOffset (8) + batchLength (4).
@@ -76,32 +78,6 @@ pub struct BatchHeader {
     pub producer_epoch: i16,
     pub base_sequence: i32,
     pub records_count: i32,
-}
-
-/// Big-endian cursor over a byte slice; every read is bounds-checked.
-struct Reader<'a>(&'a [u8]);
-
-impl Reader<'_> {
-    fn take<const N: usize>(&mut self) -> Option<[u8; N]> {
-        let (head, rest) = self.0.split_first_chunk::<N>()?;
-        self.0 = rest;
-        Some(*head)
-    }
-    fn i8(&mut self) -> Option<i8> {
-        self.take().map(i8::from_be_bytes)
-    }
-    fn i16(&mut self) -> Option<i16> {
-        self.take().map(i16::from_be_bytes)
-    }
-    fn i32(&mut self) -> Option<i32> {
-        self.take().map(i32::from_be_bytes)
-    }
-    fn u32(&mut self) -> Option<u32> {
-        self.take().map(u32::from_be_bytes)
-    }
-    fn i64(&mut self) -> Option<i64> {
-        self.take().map(i64::from_be_bytes)
-    }
 }
 
 impl BatchHeader {

@@ -12,6 +12,7 @@ pub mod fsutil;
 pub mod index;
 pub mod partition;
 pub mod producer_state;
+mod reader;
 pub mod segment;
 
 use std::collections::HashMap;

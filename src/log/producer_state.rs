@@ -42,6 +42,8 @@
 //! handling of control (commit/abort marker) batches in `record`. Those rules
 //! are marked `TRANSACTIONS:` below.
 
+use super::reader::Reader;
+
 use std::collections::{BTreeMap, VecDeque};
 
 /// Number of recent batches kept per producer for duplicate detection
@@ -433,29 +435,6 @@ fn read_entry(r: &mut Reader<'_>) -> Option<RawEntry> {
         _coordinator_epoch: r.i32()?,
         _current_txn_first_offset: r.i64()?,
     })
-}
-
-/// Big-endian cursor over a byte slice; every read is bounds-checked.
-struct Reader<'a>(&'a [u8]);
-
-impl Reader<'_> {
-    fn take<const N: usize>(&mut self) -> Option<[u8; N]> {
-        let (head, rest) = self.0.split_first_chunk::<N>()?;
-        self.0 = rest;
-        Some(*head)
-    }
-    fn i16(&mut self) -> Option<i16> {
-        self.take().map(i16::from_be_bytes)
-    }
-    fn i32(&mut self) -> Option<i32> {
-        self.take().map(i32::from_be_bytes)
-    }
-    fn u32(&mut self) -> Option<u32> {
-        self.take().map(u32::from_be_bytes)
-    }
-    fn i64(&mut self) -> Option<i64> {
-        self.take().map(i64::from_be_bytes)
-    }
 }
 
 #[cfg(test)]
