@@ -26,7 +26,13 @@ pub fn handle(ctx: &RequestContext, req: MetadataRequest) -> MetadataResponse {
         Some(ref list) if !(ctx.version == 0 && list.is_empty()) => {
             for t in list {
                 let image = broker.metadata.image();
-                let by_name = t.name.as_ref().map(|n| n.as_str().to_string());
+                // A non-zero id wins over the name, as in Kafka: the Java
+                // client asks by id with the name left at its default "".
+                let by_name = t
+                    .name
+                    .as_ref()
+                    .filter(|_| t.topic_id.is_nil())
+                    .map(|n| n.as_str().to_string());
                 let found = match &by_name {
                     Some(name) => image.topic(name).cloned(),
                     None => image.topic_by_id(&t.topic_id).cloned(),
@@ -141,9 +147,13 @@ fn error_topic(
 ) -> MetadataResponseTopic {
     MetadataResponseTopic::default()
         .with_error_code(code)
-        .with_name(Some(TopicName(StrBytes::from_string(
-            name.unwrap_or_default(),
-        ))))
+        // Names are nullable from v12 (topics asked for by id); before that
+        // an absent name is "".
+        .with_name(match name {
+            Some(n) => Some(TopicName(StrBytes::from_string(n))),
+            None if version >= 12 => None,
+            None => Some(TopicName(StrBytes::from_string(String::new()))),
+        })
         .with_topic_id(if version >= 10 { id } else { uuid::Uuid::nil() })
         .with_topic_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED)
 }

@@ -1,0 +1,738 @@
+// The official Java client (kafka-clients) against Runnel.
+//
+// Usage: java -cp <kafka-clients and deps>:<classes> RunnelCompat BOOTSTRAP [--pending] [NAME...]
+//
+// Runs each scenario in order and prints `PASS name` or `FAIL name: reason`
+// per scenario; compat/java/run.sh turns those lines into the summary. With
+// NAME arguments only those scenarios run; --pending adds the scenarios that
+// need broker features Runnel does not have yet (see FINDINGS.md).
+//
+// Every wait is bounded: admin calls by default.api.timeout.ms, producer sends
+// by delivery.timeout.ms, consumer reads by an explicit deadline.
+
+import java.nio.charset.StandardCharsets;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.Collection;
+import java.util.HashMap;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Properties;
+import java.util.Set;
+import java.util.UUID;
+import java.util.concurrent.ExecutionException;
+import java.util.concurrent.Future;
+import java.util.concurrent.TimeUnit;
+
+import org.apache.kafka.clients.admin.Admin;
+import org.apache.kafka.clients.admin.AdminClientConfig;
+import org.apache.kafka.clients.admin.Config;
+import org.apache.kafka.clients.admin.ConfigEntry;
+import org.apache.kafka.clients.admin.CreateTopicsOptions;
+import org.apache.kafka.clients.admin.DescribeClusterResult;
+import org.apache.kafka.clients.admin.ListOffsetsResult;
+import org.apache.kafka.clients.admin.NewTopic;
+import org.apache.kafka.clients.admin.OffsetSpec;
+import org.apache.kafka.clients.admin.RecordsToDelete;
+import org.apache.kafka.clients.admin.TopicDescription;
+import org.apache.kafka.clients.consumer.ConsumerConfig;
+import org.apache.kafka.clients.consumer.ConsumerRecord;
+import org.apache.kafka.clients.consumer.KafkaConsumer;
+import org.apache.kafka.clients.consumer.OffsetAndMetadata;
+import org.apache.kafka.clients.consumer.OffsetAndTimestamp;
+import org.apache.kafka.clients.producer.KafkaProducer;
+import org.apache.kafka.clients.producer.ProducerConfig;
+import org.apache.kafka.clients.producer.ProducerRecord;
+import org.apache.kafka.clients.producer.RecordMetadata;
+import org.apache.kafka.common.Node;
+import org.apache.kafka.common.TopicCollection;
+import org.apache.kafka.common.TopicPartition;
+import org.apache.kafka.common.TopicPartitionInfo;
+import org.apache.kafka.common.Uuid;
+import org.apache.kafka.common.config.ConfigResource;
+import org.apache.kafka.common.errors.InvalidReplicationFactorException;
+import org.apache.kafka.common.errors.InvalidTopicException;
+import org.apache.kafka.common.errors.TopicExistsException;
+import org.apache.kafka.common.errors.UnknownTopicOrPartitionException;
+import org.apache.kafka.common.header.Header;
+import org.apache.kafka.common.serialization.ByteArrayDeserializer;
+import org.apache.kafka.common.serialization.ByteArraySerializer;
+
+public final class RunnelCompat {
+    private static final int TIMEOUT_MS = 15_000;
+    private static final String RUN_ID = UUID.randomUUID().toString().substring(0, 8);
+
+    private final String bootstrap;
+    private final Admin admin;
+
+    /** The topic the 1000-record producer scenario fills and the consumer scenario reads. */
+    private final String mainTopic = topic("main");
+
+    interface Scenario {
+        void run() throws Exception;
+    }
+
+    private RunnelCompat(String bootstrap) {
+        this.bootstrap = bootstrap;
+        Properties p = new Properties();
+        p.put(AdminClientConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrap);
+        p.put(AdminClientConfig.REQUEST_TIMEOUT_MS_CONFIG, TIMEOUT_MS);
+        p.put(AdminClientConfig.DEFAULT_API_TIMEOUT_MS_CONFIG, TIMEOUT_MS);
+        this.admin = Admin.create(p);
+    }
+
+    public static void main(String[] args) throws Exception {
+        if (args.length < 1) {
+            System.err.println("usage: RunnelCompat BOOTSTRAP [--pending] [NAME...]");
+            System.exit(2);
+        }
+        boolean pending = false;
+        List<String> only = new ArrayList<>();
+        for (int i = 1; i < args.length; i++) {
+            if (args[i].equals("--pending")) {
+                pending = true;
+            } else {
+                only.add(args[i]);
+            }
+        }
+        RunnelCompat c = new RunnelCompat(args[0]);
+        Map<String, Scenario> all = c.scenarios(pending);
+        int passed = 0;
+        int failed = 0;
+        for (Map.Entry<String, Scenario> e : all.entrySet()) {
+            if (!only.isEmpty() && !only.contains(e.getKey())) {
+                continue;
+            }
+            long start = System.nanoTime();
+            try {
+                e.getValue().run();
+                passed++;
+                System.out.printf("PASS %s (%d ms)%n", e.getKey(), (System.nanoTime() - start) / 1_000_000);
+            } catch (Throwable t) {
+                failed++;
+                Throwable cause = t instanceof ExecutionException && t.getCause() != null ? t.getCause() : t;
+                String msg = String.valueOf(cause).replace('\n', ' ');
+                System.out.printf("FAIL %s: %s%n", e.getKey(), msg);
+                if (System.getenv("COMPAT_VERBOSE") != null) {
+                    t.printStackTrace(System.out);
+                }
+            }
+            System.out.flush();
+        }
+        c.admin.close(Duration.ofSeconds(5));
+        System.out.printf("java: %d passed, %d failed%n", passed, failed);
+        System.exit(failed == 0 ? 0 : 1);
+    }
+
+    private Map<String, Scenario> scenarios(boolean pending) {
+        Map<String, Scenario> s = new LinkedHashMap<>();
+        s.put("producer_default_1000", this::producerDefault1000);
+        for (String codec : List.of("none", "gzip", "snappy", "lz4", "zstd")) {
+            s.put("producer_compression_" + codec, () -> producerCompression(codec));
+        }
+        s.put("consumer_assign_seek", this::consumerAssignSeek);
+        s.put("consumer_offsets_for_times", this::consumerOffsetsForTimes);
+        s.put("headers_roundtrip", this::headersRoundtrip);
+        s.put("admin_create_topics_with_configs", this::adminCreateWithConfigs);
+        s.put("admin_create_validate_only", this::adminCreateValidateOnly);
+        s.put("admin_create_invalid_name", this::adminCreateInvalidName);
+        s.put("admin_create_rf3", this::adminCreateRf3);
+        s.put("admin_create_existing", this::adminCreateExisting);
+        s.put("admin_list_topics", this::adminListTopics);
+        s.put("admin_describe_topics", this::adminDescribeTopics);
+        s.put("admin_describe_topics_by_id", this::adminDescribeTopicsById);
+        s.put("admin_describe_configs_topic", this::adminDescribeConfigsTopic);
+        s.put("admin_describe_configs_broker", this::adminDescribeConfigsBroker);
+        s.put("admin_list_offsets", this::adminListOffsets);
+        s.put("admin_delete_records", this::adminDeleteRecords);
+        s.put("admin_delete_topics", this::adminDeleteTopics);
+        s.put("admin_describe_cluster", this::adminDescribeCluster);
+        s.put("admin_delete_topics_by_id", this::adminDeleteTopicsById);
+        s.put("admin_list_offsets_local_and_tiered", this::adminListOffsetsLocalTiered);
+        s.put("producer_auto_create_topic", this::producerAutoCreate);
+        s.put("producer_record_too_large", this::producerRecordTooLarge);
+        s.put("consumer_out_of_range", this::consumerOutOfRange);
+        s.put("consumer_small_fetch_limits", this::consumerSmallFetchLimits);
+        s.put("log_append_time", this::logAppendTime);
+        if (pending) {
+            s.put("pending_consumer_group_subscribe", this::pendingGroupSubscribe);
+            s.put("pending_transactional_producer", this::pendingTransactions);
+        }
+        return s;
+    }
+
+    // ---------------------------------------------------------------- helpers
+
+    private static String topic(String what) {
+        return "java-" + what + "-" + RUN_ID;
+    }
+
+    private static byte[] b(String s) {
+        return s.getBytes(StandardCharsets.UTF_8);
+    }
+
+    private static String s(byte[] b) {
+        return b == null ? null : new String(b, StandardCharsets.UTF_8);
+    }
+
+    private static void check(boolean cond, String what) {
+        if (!cond) {
+            throw new AssertionError(what);
+        }
+    }
+
+    private static void checkEq(Object expected, Object actual, String what) {
+        if (expected == null ? actual != null : !expected.equals(actual)) {
+            throw new AssertionError(what + ": expected " + expected + ", got " + actual);
+        }
+    }
+
+    /** Runs `call` and checks that it fails with `type` (directly or as the cause of an ExecutionException). */
+    private static void expectError(Class<? extends Throwable> type, Scenario call) throws Exception {
+        try {
+            call.run();
+        } catch (ExecutionException e) {
+            if (type.isInstance(e.getCause())) {
+                return;
+            }
+            throw new AssertionError("expected " + type.getSimpleName() + ", got " + e.getCause());
+        } catch (Exception e) {
+            if (type.isInstance(e)) {
+                return;
+            }
+            throw new AssertionError("expected " + type.getSimpleName() + ", got " + e);
+        }
+        throw new AssertionError("expected " + type.getSimpleName() + ", got success");
+    }
+
+    private void createTopic(String name, int partitions, Map<String, String> configs) throws Exception {
+        NewTopic t = new NewTopic(name, partitions, (short) 1).configs(configs);
+        admin.createTopics(List.of(t)).all().get(TIMEOUT_MS, TimeUnit.MILLISECONDS);
+    }
+
+    private KafkaProducer<byte[], byte[]> producer(Map<String, Object> extra) {
+        Properties p = new Properties();
+        p.put(ProducerConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrap);
+        p.put(ProducerConfig.KEY_SERIALIZER_CLASS_CONFIG, ByteArraySerializer.class.getName());
+        p.put(ProducerConfig.VALUE_SERIALIZER_CLASS_CONFIG, ByteArraySerializer.class.getName());
+        p.put(ProducerConfig.MAX_BLOCK_MS_CONFIG, TIMEOUT_MS);
+        p.put(ProducerConfig.REQUEST_TIMEOUT_MS_CONFIG, TIMEOUT_MS);
+        p.put(ProducerConfig.DELIVERY_TIMEOUT_MS_CONFIG, TIMEOUT_MS * 2);
+        p.putAll(extra);
+        return new KafkaProducer<>(p);
+    }
+
+    /** A consumer with no group: assign/seek only, nothing committed. */
+    private KafkaConsumer<byte[], byte[]> consumer() {
+        return consumer(new Properties());
+    }
+
+    private KafkaConsumer<byte[], byte[]> consumer(Properties extra) {
+        Properties p = new Properties();
+        p.put(ConsumerConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrap);
+        p.put(ConsumerConfig.KEY_DESERIALIZER_CLASS_CONFIG, ByteArrayDeserializer.class.getName());
+        p.put(ConsumerConfig.VALUE_DESERIALIZER_CLASS_CONFIG, ByteArrayDeserializer.class.getName());
+        p.put(ConsumerConfig.ENABLE_AUTO_COMMIT_CONFIG, false);
+        p.put(ConsumerConfig.REQUEST_TIMEOUT_MS_CONFIG, TIMEOUT_MS);
+        p.put(ConsumerConfig.DEFAULT_API_TIMEOUT_MS_CONFIG, TIMEOUT_MS);
+        p.putAll(extra);
+        return new KafkaConsumer<>(p);
+    }
+
+    /** Sends the records and waits for every ack; returns the metadata in send order. */
+    private static List<RecordMetadata> sendAll(KafkaProducer<byte[], byte[]> p,
+            List<ProducerRecord<byte[], byte[]>> records) throws Exception {
+        List<Future<RecordMetadata>> futures = new ArrayList<>();
+        for (ProducerRecord<byte[], byte[]> r : records) {
+            futures.add(p.send(r));
+        }
+        p.flush();
+        List<RecordMetadata> out = new ArrayList<>();
+        for (Future<RecordMetadata> f : futures) {
+            out.add(f.get(TIMEOUT_MS, TimeUnit.MILLISECONDS));
+        }
+        return out;
+    }
+
+    /** The next n records (a poll may return more; the rest are dropped). */
+    private static List<ConsumerRecord<byte[], byte[]>> readN(KafkaConsumer<byte[], byte[]> c, int n) {
+        List<ConsumerRecord<byte[], byte[]>> out = new ArrayList<>();
+        long deadline = System.currentTimeMillis() + TIMEOUT_MS;
+        while (out.size() < n && System.currentTimeMillis() < deadline) {
+            for (ConsumerRecord<byte[], byte[]> r : c.poll(Duration.ofMillis(200))) {
+                out.add(r);
+            }
+        }
+        check(out.size() >= n, "records consumed: expected " + n + ", got " + out.size());
+        return out.subList(0, n);
+    }
+
+    private List<ConsumerRecord<byte[], byte[]>> readFromBeginning(String topic, int partition, int n) {
+        try (KafkaConsumer<byte[], byte[]> c = consumer()) {
+            TopicPartition tp = new TopicPartition(topic, partition);
+            c.assign(List.of(tp));
+            c.seekToBeginning(List.of(tp));
+            return readN(c, n);
+        }
+    }
+
+    // ---------------------------------------------------------------- producer
+
+    private void producerDefault1000() throws Exception {
+        createTopic(mainTopic, 1, Map.of());
+        List<ProducerRecord<byte[], byte[]>> records = new ArrayList<>();
+        for (int i = 0; i < 1000; i++) {
+            records.add(new ProducerRecord<>(mainTopic, b("key-" + i), b("value-" + i)));
+        }
+        // Defaults since 3.0: enable.idempotence=true, acks=all.
+        try (KafkaProducer<byte[], byte[]> p = producer(Map.of())) {
+            List<RecordMetadata> md = sendAll(p, records);
+            for (int i = 0; i < md.size(); i++) {
+                checkEq((long) i, md.get(i).offset(), "offset of record " + i);
+                checkEq(0, md.get(i).partition(), "partition of record " + i);
+            }
+        }
+    }
+
+    private void producerCompression(String codec) throws Exception {
+        String t = topic("codec-" + codec);
+        createTopic(t, 1, Map.of());
+        List<ProducerRecord<byte[], byte[]>> records = new ArrayList<>();
+        for (int i = 0; i < 300; i++) {
+            records.add(new ProducerRecord<>(t, b("k" + i), b(codec + "-" + i + "-" + "z".repeat(i % 64))));
+        }
+        try (KafkaProducer<byte[], byte[]> p = producer(Map.of(
+                ProducerConfig.COMPRESSION_TYPE_CONFIG, codec,
+                ProducerConfig.LINGER_MS_CONFIG, 20))) {
+            sendAll(p, records);
+        }
+        List<ConsumerRecord<byte[], byte[]>> got = readFromBeginning(t, 0, records.size());
+        for (int i = 0; i < records.size(); i++) {
+            checkEq((long) i, got.get(i).offset(), "offset");
+            checkEq(s(records.get(i).value()), s(got.get(i).value()), "value at " + i);
+            checkEq(s(records.get(i).key()), s(got.get(i).key()), "key at " + i);
+        }
+    }
+
+    // ---------------------------------------------------------------- consumer
+
+    private void consumerAssignSeek() throws Exception {
+        TopicPartition tp = new TopicPartition(mainTopic, 0);
+        try (KafkaConsumer<byte[], byte[]> c = consumer()) {
+            c.assign(List.of(tp));
+            c.seekToBeginning(List.of(tp));
+            List<ConsumerRecord<byte[], byte[]>> all = readN(c, 1000);
+            for (int i = 0; i < 1000; i++) {
+                ConsumerRecord<byte[], byte[]> r = all.get(i);
+                checkEq((long) i, r.offset(), "offset");
+                checkEq("key-" + i, s(r.key()), "key");
+                checkEq("value-" + i, s(r.value()), "value");
+            }
+            checkEq(1000L, c.position(tp), "position after reading all");
+
+            c.seek(tp, 500);
+            List<ConsumerRecord<byte[], byte[]>> tail = readN(c, 500);
+            checkEq(500L, tail.get(0).offset(), "first offset after seek(500)");
+            checkEq("value-999", s(tail.get(499).value()), "last value");
+
+            checkEq(Map.of(tp, 0L), c.beginningOffsets(List.of(tp)), "beginningOffsets");
+            checkEq(Map.of(tp, 1000L), c.endOffsets(List.of(tp)), "endOffsets");
+            c.seekToEnd(List.of(tp));
+            checkEq(1000L, c.position(tp), "position after seekToEnd");
+            checkEq(0, c.poll(Duration.ofMillis(300)).count(), "records past the end");
+        }
+    }
+
+    private void consumerOffsetsForTimes() throws Exception {
+        String t = topic("times");
+        createTopic(t, 1, Map.of());
+        long base = System.currentTimeMillis() - 100_000;
+        List<ProducerRecord<byte[], byte[]>> records = new ArrayList<>();
+        for (int i = 0; i < 10; i++) {
+            records.add(new ProducerRecord<>(t, 0, base + i * 1000, null, b("t" + i)));
+        }
+        try (KafkaProducer<byte[], byte[]> p = producer(Map.of())) {
+            sendAll(p, records);
+        }
+        TopicPartition tp = new TopicPartition(t, 0);
+        try (KafkaConsumer<byte[], byte[]> c = consumer()) {
+            Map<TopicPartition, OffsetAndTimestamp> r = c.offsetsForTimes(Map.of(tp, base + 3500));
+            checkEq(4L, r.get(tp).offset(), "offset for base+3.5s");
+            checkEq(base + 4000, r.get(tp).timestamp(), "timestamp for base+3.5s");
+            Map<TopicPartition, OffsetAndTimestamp> none = c.offsetsForTimes(Map.of(tp, base + 60_000));
+            checkEq(null, none.get(tp), "offset past the last timestamp");
+            c.assign(List.of(tp));
+            c.seek(tp, r.get(tp).offset());
+            ConsumerRecord<byte[], byte[]> rec = readN(c, 1).get(0);
+            checkEq(base + 4000, rec.timestamp(), "record timestamp");
+            checkEq("t4", s(rec.value()), "record value");
+        }
+    }
+
+    private void headersRoundtrip() throws Exception {
+        String t = topic("headers");
+        createTopic(t, 1, Map.of());
+        ProducerRecord<byte[], byte[]> r = new ProducerRecord<>(t, b("k"), b("v"));
+        r.headers().add("a", b("1")).add("dup", b("x")).add("dup", b("y")).add("null", null).add("empty", new byte[0]);
+        try (KafkaProducer<byte[], byte[]> p = producer(Map.of())) {
+            sendAll(p, List.of(r));
+        }
+        ConsumerRecord<byte[], byte[]> got = readFromBeginning(t, 0, 1).get(0);
+        List<String> hs = new ArrayList<>();
+        for (Header h : got.headers()) {
+            hs.add(h.key() + "=" + s(h.value()));
+        }
+        checkEq(List.of("a=1", "dup=x", "dup=y", "null=null", "empty="), hs, "headers");
+    }
+
+    // ---------------------------------------------------------------- admin
+
+    private void adminCreateWithConfigs() throws Exception {
+        String t = topic("created");
+        createTopic(t, 3, Map.of("retention.ms", "3600000", "cleanup.policy", "delete", "segment.bytes", "1048576"));
+        TopicDescription d = admin.describeTopics(List.of(t)).allTopicNames().get().get(t);
+        checkEq(3, d.partitions().size(), "partition count");
+        Config cfg = describeConfig(new ConfigResource(ConfigResource.Type.TOPIC, t));
+        checkEq("3600000", cfg.get("retention.ms").value(), "retention.ms");
+        checkEq(ConfigEntry.ConfigSource.DYNAMIC_TOPIC_CONFIG, cfg.get("retention.ms").source(), "retention.ms source");
+        checkEq("1048576", cfg.get("segment.bytes").value(), "segment.bytes");
+    }
+
+    private void adminCreateValidateOnly() throws Exception {
+        String t = topic("validate-only");
+        admin.createTopics(List.of(new NewTopic(t, 2, (short) 1)), new CreateTopicsOptions().validateOnly(true))
+                .all().get();
+        check(!admin.listTopics().names().get().contains(t), "validateOnly created the topic");
+        expectError(InvalidReplicationFactorException.class, () -> admin
+                .createTopics(List.of(new NewTopic(t, 1, (short) 3)), new CreateTopicsOptions().validateOnly(true))
+                .all().get());
+    }
+
+    private void adminCreateInvalidName() throws Exception {
+        for (String name : List.of("bad name", "bad/name", "..", "x".repeat(250))) {
+            expectError(InvalidTopicException.class,
+                    () -> admin.createTopics(List.of(new NewTopic(name, 1, (short) 1))).all().get());
+        }
+    }
+
+    private void adminCreateRf3() throws Exception {
+        String t = topic("rf3");
+        expectError(InvalidReplicationFactorException.class,
+                () -> admin.createTopics(List.of(new NewTopic(t, 1, (short) 3))).all().get());
+        check(!admin.listTopics().names().get().contains(t), "RF 3 created the topic");
+    }
+
+    private void adminCreateExisting() throws Exception {
+        String t = topic("existing");
+        createTopic(t, 1, Map.of());
+        expectError(TopicExistsException.class, () -> createTopic(t, 1, Map.of()));
+    }
+
+    private void adminListTopics() throws Exception {
+        Set<String> names = admin.listTopics().names().get();
+        check(names.contains(mainTopic), "listTopics lacks " + mainTopic + ": " + names);
+    }
+
+    private void adminDescribeTopics() throws Exception {
+        String t = topic("describe");
+        createTopic(t, 4, Map.of());
+        TopicDescription d = admin.describeTopics(List.of(t)).allTopicNames().get().get(t);
+        checkEq(t, d.name(), "name");
+        check(!d.isInternal(), "internal");
+        check(d.topicId() != null && !d.topicId().equals(Uuid.ZERO_UUID), "topic id " + d.topicId());
+        checkEq(4, d.partitions().size(), "partitions");
+        for (int i = 0; i < 4; i++) {
+            TopicPartitionInfo p = d.partitions().get(i);
+            checkEq(i, p.partition(), "partition index");
+            check(p.leader() != null && p.leader().id() >= 0, "leader of " + i);
+            checkEq(List.of(p.leader()), p.replicas(), "replicas of " + i);
+            checkEq(List.of(p.leader()), p.isr(), "isr of " + i);
+        }
+        // The id is stable.
+        TopicDescription again = admin.describeTopics(List.of(t)).allTopicNames().get().get(t);
+        checkEq(d.topicId(), again.topicId(), "topic id on second describe");
+        expectError(UnknownTopicOrPartitionException.class,
+                () -> admin.describeTopics(List.of(t + "-missing")).allTopicNames().get());
+    }
+
+    private void adminDescribeTopicsById() throws Exception {
+        String t = topic("by-id");
+        createTopic(t, 2, Map.of());
+        Uuid id = admin.describeTopics(List.of(t)).allTopicNames().get().get(t).topicId();
+        Map<Uuid, TopicDescription> byId = admin.describeTopics(TopicCollection.ofTopicIds(List.of(id)))
+                .allTopicIds().get(TIMEOUT_MS, TimeUnit.MILLISECONDS);
+        checkEq(t, byId.get(id).name(), "name by id");
+        checkEq(2, byId.get(id).partitions().size(), "partitions by id");
+    }
+
+    private Config describeConfig(ConfigResource r) throws Exception {
+        return admin.describeConfigs(List.of(r)).all().get().get(r);
+    }
+
+    private void adminDescribeConfigsTopic() throws Exception {
+        Config cfg = describeConfig(new ConfigResource(ConfigResource.Type.TOPIC, mainTopic));
+        ConfigEntry policy = cfg.get("cleanup.policy");
+        check(policy != null, "cleanup.policy missing");
+        checkEq("delete", policy.value(), "cleanup.policy");
+        checkEq(ConfigEntry.ConfigSource.DEFAULT_CONFIG, policy.source(), "cleanup.policy source");
+        check(cfg.get("retention.ms") != null, "retention.ms missing");
+        check(cfg.get("segment.bytes") != null, "segment.bytes missing");
+        expectError(UnknownTopicOrPartitionException.class,
+                () -> describeConfig(new ConfigResource(ConfigResource.Type.TOPIC, mainTopic + "-missing")));
+    }
+
+    private void adminDescribeConfigsBroker() throws Exception {
+        Config cfg = describeConfig(new ConfigResource(ConfigResource.Type.BROKER, "1"));
+        check(cfg.get("num.partitions") != null, "num.partitions missing: " + cfg.entries().size() + " entries");
+        check(cfg.get("log.dirs") != null || cfg.get("log.dir") != null, "log.dirs missing");
+    }
+
+    private void adminListOffsets() throws Exception {
+        String t = topic("list-offsets");
+        createTopic(t, 1, Map.of());
+        long base = System.currentTimeMillis() - 100_000;
+        List<ProducerRecord<byte[], byte[]>> records = new ArrayList<>();
+        for (int i = 0; i < 10; i++) {
+            records.add(new ProducerRecord<>(t, 0, base + i * 1000, null, b("x" + i)));
+        }
+        // an older timestamp last: the max timestamp stays at offset 9
+        records.add(new ProducerRecord<>(t, 0, base - 5000, null, b("old")));
+        try (KafkaProducer<byte[], byte[]> p = producer(Map.of())) {
+            sendAll(p, records);
+        }
+        TopicPartition tp = new TopicPartition(t, 0);
+        checkEq(0L, listOffset(tp, OffsetSpec.earliest()).offset(), "earliest");
+        checkEq(11L, listOffset(tp, OffsetSpec.latest()).offset(), "latest");
+        ListOffsetsResult.ListOffsetsResultInfo max = listOffset(tp, OffsetSpec.maxTimestamp());
+        checkEq(9L, max.offset(), "maxTimestamp offset");
+        checkEq(base + 9000, max.timestamp(), "maxTimestamp timestamp");
+        ListOffsetsResult.ListOffsetsResultInfo at = listOffset(tp, OffsetSpec.forTimestamp(base + 2500));
+        checkEq(3L, at.offset(), "forTimestamp offset");
+        checkEq(base + 3000, at.timestamp(), "forTimestamp timestamp");
+        checkEq(-1L, listOffset(tp, OffsetSpec.forTimestamp(base + 60_000)).offset(), "forTimestamp past the end");
+    }
+
+    private ListOffsetsResult.ListOffsetsResultInfo listOffset(TopicPartition tp, OffsetSpec spec) throws Exception {
+        return admin.listOffsets(Map.of(tp, spec)).partitionResult(tp).get();
+    }
+
+    private void adminDeleteRecords() throws Exception {
+        String t = topic("delete-records");
+        createTopic(t, 1, Map.of());
+        List<ProducerRecord<byte[], byte[]>> records = new ArrayList<>();
+        for (int i = 0; i < 200; i++) {
+            records.add(new ProducerRecord<>(t, 0, null, b("d" + i)));
+        }
+        try (KafkaProducer<byte[], byte[]> p = producer(Map.of(ProducerConfig.BATCH_SIZE_CONFIG, 512))) {
+            sendAll(p, records);
+        }
+        TopicPartition tp = new TopicPartition(t, 0);
+        long low = admin.deleteRecords(Map.of(tp, RecordsToDelete.beforeOffset(120))).lowWatermarks().get(tp).get()
+                .lowWatermark();
+        checkEq(120L, low, "low watermark");
+        checkEq(120L, listOffset(tp, OffsetSpec.earliest()).offset(), "earliest after deleteRecords");
+        try (KafkaConsumer<byte[], byte[]> c = consumer()) {
+            c.assign(List.of(tp));
+            c.seekToBeginning(List.of(tp));
+            List<ConsumerRecord<byte[], byte[]>> got = readN(c, 80);
+            checkEq(120L, got.get(0).offset(), "first offset read");
+            checkEq("d120", s(got.get(0).value()), "first value read");
+        }
+        // Beyond the end is OFFSET_OUT_OF_RANGE.
+        expectError(org.apache.kafka.common.errors.OffsetOutOfRangeException.class,
+                () -> admin.deleteRecords(Map.of(tp, RecordsToDelete.beforeOffset(1000))).all().get());
+    }
+
+    private void adminDeleteTopics() throws Exception {
+        String t = topic("to-delete");
+        createTopic(t, 2, Map.of());
+        admin.deleteTopics(List.of(t)).all().get();
+        check(!admin.listTopics().names().get().contains(t), "topic still listed after delete");
+        expectError(UnknownTopicOrPartitionException.class, () -> admin.deleteTopics(List.of(t)).all().get());
+        // The name can be reused at once.
+        createTopic(t, 1, Map.of());
+        checkEq(1, admin.describeTopics(List.of(t)).allTopicNames().get().get(t).partitions().size(),
+                "recreated partitions");
+    }
+
+    private void adminDescribeCluster() throws Exception {
+        DescribeClusterResult r = admin.describeCluster();
+        String clusterId = r.clusterId().get();
+        Collection<Node> nodes = r.nodes().get();
+        Node controller = r.controller().get();
+        check(clusterId != null && !clusterId.isEmpty(), "cluster id");
+        checkEq(1, nodes.size(), "node count");
+        check(controller != null, "controller");
+    }
+
+
+    // ---------------------------------------------------------------- more edges
+
+    private void adminDeleteTopicsById() throws Exception {
+        String t = topic("delete-by-id");
+        createTopic(t, 1, Map.of());
+        Uuid id = admin.describeTopics(List.of(t)).allTopicNames().get().get(t).topicId();
+        admin.deleteTopics(TopicCollection.ofTopicIds(List.of(id))).all().get();
+        check(!admin.listTopics().names().get().contains(t), "topic still listed after delete by id");
+        expectError(org.apache.kafka.common.errors.UnknownTopicIdException.class,
+                () -> admin.deleteTopics(TopicCollection.ofTopicIds(List.of(id))).all().get());
+    }
+
+    private void adminListOffsetsLocalTiered() throws Exception {
+        String t = topic("local-tiered");
+        createTopic(t, 1, Map.of());
+        List<ProducerRecord<byte[], byte[]>> records = new ArrayList<>();
+        for (int i = 0; i < 5; i++) {
+            records.add(new ProducerRecord<>(t, 0, null, b("l" + i)));
+        }
+        try (KafkaProducer<byte[], byte[]> p = producer(Map.of())) {
+            sendAll(p, records);
+        }
+        TopicPartition tp = new TopicPartition(t, 0);
+        admin.deleteRecords(Map.of(tp, RecordsToDelete.beforeOffset(2))).all().get();
+        // Without tiered storage the local log is the whole log (Kafka:
+        // earliest-local = log start offset; latest-tiered = -1).
+        checkEq(2L, listOffset(tp, OffsetSpec.earliestLocal()).offset(), "earliestLocal");
+        checkEq(-1L, listOffset(tp, OffsetSpec.latestTiered()).offset(), "latestTiered");
+    }
+
+    private void producerAutoCreate() throws Exception {
+        String t = topic("auto");
+        try (KafkaProducer<byte[], byte[]> p = producer(Map.of())) {
+            RecordMetadata md = p.send(new ProducerRecord<>(t, b("auto"))).get(TIMEOUT_MS, TimeUnit.MILLISECONDS);
+            checkEq(0L, md.offset(), "offset");
+        }
+        check(admin.listTopics().names().get().contains(t), "auto-created topic not listed");
+    }
+
+    private void producerRecordTooLarge() throws Exception {
+        String t = topic("too-large");
+        createTopic(t, 1, Map.of("max.message.bytes", "10000"));
+        try (KafkaProducer<byte[], byte[]> p = producer(Map.of())) {
+            expectError(org.apache.kafka.common.errors.RecordTooLargeException.class,
+                    () -> p.send(new ProducerRecord<>(t, new byte[20_000])).get(TIMEOUT_MS, TimeUnit.MILLISECONDS));
+            // The producer is still usable afterwards.
+            checkEq(0L, p.send(new ProducerRecord<>(t, new byte[100])).get(TIMEOUT_MS, TimeUnit.MILLISECONDS)
+                    .offset(), "offset of the small record");
+        }
+    }
+
+    private void consumerOutOfRange() throws Exception {
+        String t = topic("out-of-range");
+        createTopic(t, 1, Map.of());
+        List<ProducerRecord<byte[], byte[]>> records = new ArrayList<>();
+        for (int i = 0; i < 10; i++) {
+            records.add(new ProducerRecord<>(t, 0, null, b("r" + i)));
+        }
+        try (KafkaProducer<byte[], byte[]> p = producer(Map.of())) {
+            sendAll(p, records);
+        }
+        TopicPartition tp = new TopicPartition(t, 0);
+        Properties none = new Properties();
+        none.put(ConsumerConfig.AUTO_OFFSET_RESET_CONFIG, "none");
+        try (KafkaConsumer<byte[], byte[]> c = consumer(none)) {
+            c.assign(List.of(tp));
+            c.seek(tp, 50);
+            long deadline = System.currentTimeMillis() + TIMEOUT_MS;
+            boolean raised = false;
+            while (!raised && System.currentTimeMillis() < deadline) {
+                try {
+                    check(c.poll(Duration.ofMillis(200)).isEmpty(), "records from an out-of-range offset");
+                } catch (org.apache.kafka.clients.consumer.OffsetOutOfRangeException e) {
+                    raised = true;
+                    checkEq(Map.of(tp, 50L), e.offsetOutOfRangePartitions(), "out-of-range partitions");
+                }
+            }
+            check(raised, "no OffsetOutOfRangeException");
+        }
+        Properties earliest = new Properties();
+        earliest.put(ConsumerConfig.AUTO_OFFSET_RESET_CONFIG, "earliest");
+        try (KafkaConsumer<byte[], byte[]> c = consumer(earliest)) {
+            c.assign(List.of(tp));
+            c.seek(tp, 50);
+            checkEq(0L, readN(c, 1).get(0).offset(), "offset after reset to earliest");
+        }
+    }
+
+    private void consumerSmallFetchLimits() throws Exception {
+        String t = topic("small-fetch");
+        createTopic(t, 3, Map.of());
+        List<ProducerRecord<byte[], byte[]>> records = new ArrayList<>();
+        for (int i = 0; i < 300; i++) {
+            records.add(new ProducerRecord<>(t, i % 3, null, b("s" + i + "-" + "y".repeat(2000))));
+        }
+        try (KafkaProducer<byte[], byte[]> p = producer(Map.of(ProducerConfig.BATCH_SIZE_CONFIG, 65536,
+                ProducerConfig.LINGER_MS_CONFIG, 50))) {
+            sendAll(p, records);
+        }
+        // Limits smaller than one batch still make progress (KIP-74: the
+        // first batch is returned whole).
+        Properties small = new Properties();
+        small.put(ConsumerConfig.MAX_PARTITION_FETCH_BYTES_CONFIG, 1024);
+        small.put(ConsumerConfig.FETCH_MAX_BYTES_CONFIG, 4096);
+        try (KafkaConsumer<byte[], byte[]> c = consumer(small)) {
+            List<TopicPartition> tps = List.of(new TopicPartition(t, 0), new TopicPartition(t, 1),
+                    new TopicPartition(t, 2));
+            c.assign(tps);
+            c.seekToBeginning(tps);
+            List<ConsumerRecord<byte[], byte[]>> got = readN(c, 300);
+            for (int part = 0; part < 3; part++) {
+                long next = 0;
+                for (ConsumerRecord<byte[], byte[]> r : got) {
+                    if (r.partition() == part) {
+                        checkEq(next, r.offset(), "offset in partition " + part);
+                        checkEq("s" + (next * 3 + part), s(r.value()).split("-")[0], "value");
+                        next++;
+                    }
+                }
+                checkEq(100L, next, "records in partition " + part);
+            }
+        }
+    }
+
+    private void logAppendTime() throws Exception {
+        String t = topic("log-append-time");
+        createTopic(t, 1, Map.of("message.timestamp.type", "LogAppendTime"));
+        long before = System.currentTimeMillis();
+        RecordMetadata md;
+        try (KafkaProducer<byte[], byte[]> p = producer(Map.of())) {
+            md = p.send(new ProducerRecord<>(t, 0, 1_000L, null, b("lat"))).get(TIMEOUT_MS, TimeUnit.MILLISECONDS);
+        }
+        long after = System.currentTimeMillis();
+        // The produce response carries the broker's append time.
+        check(md.timestamp() >= before - 1000 && md.timestamp() <= after + 1000, "ack timestamp " + md.timestamp());
+        ConsumerRecord<byte[], byte[]> r = readFromBeginning(t, 0, 1).get(0);
+        checkEq(org.apache.kafka.common.record.TimestampType.LOG_APPEND_TIME, r.timestampType(), "timestamp type");
+        checkEq(md.timestamp(), r.timestamp(), "fetched timestamp");
+    }
+
+    // ---------------------------------------------------------------- pending
+
+    private void pendingGroupSubscribe() throws Exception {
+        Properties p = new Properties();
+        p.put(ConsumerConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrap);
+        p.put(ConsumerConfig.GROUP_ID_CONFIG, "java-group-" + RUN_ID);
+        p.put(ConsumerConfig.AUTO_OFFSET_RESET_CONFIG, "earliest");
+        p.put(ConsumerConfig.ENABLE_AUTO_COMMIT_CONFIG, false);
+        p.put(ConsumerConfig.DEFAULT_API_TIMEOUT_MS_CONFIG, 10_000);
+        try (KafkaConsumer<byte[], byte[]> c = new KafkaConsumer<>(p, new ByteArrayDeserializer(),
+                new ByteArrayDeserializer())) {
+            c.subscribe(List.of(mainTopic));
+            List<ConsumerRecord<byte[], byte[]>> got = readN(c, 1000);
+            Map<TopicPartition, OffsetAndMetadata> commit = new HashMap<>();
+            commit.put(new TopicPartition(mainTopic, 0), new OffsetAndMetadata(got.size()));
+            c.commitSync(commit, Duration.ofSeconds(10));
+        }
+    }
+
+    private void pendingTransactions() throws Exception {
+        String t = topic("txn");
+        try (KafkaProducer<byte[], byte[]> p = producer(Map.of(ProducerConfig.TRANSACTIONAL_ID_CONFIG, t))) {
+            p.initTransactions();
+            p.beginTransaction();
+            p.send(new ProducerRecord<>(t, b("txn")));
+            p.commitTransaction();
+        }
+    }
+}

@@ -1,0 +1,281 @@
+#!/usr/bin/env bash
+# kcat (Debian's package, built on librdkafka 2.0.2) against Runnel.
+#
+#   compat/kcat/run.sh                # builds and starts a broker, runs every scenario
+#   RUNNEL_BOOTSTRAP=host:port ...    # uses a running broker instead
+#   RUN_PENDING=1 ...                 # also runs scenarios that need missing features
+#
+# Each scenario is a shell function that returns non-zero with a message on
+# stdout when a check fails. Topics are auto-created by the first produce
+# (auto.create.topics.enable, the default) and named per run, so a shared
+# broker can be reused. Every kcat call is bounded by `timeout`.
+#
+# Prints `kcat: N passed, M failed` and exits non-zero when a scenario listed
+# in tests.allow failed or did not run.
+set -uo pipefail
+HERE="$(cd "$(dirname "$0")" && pwd)"
+. "$HERE/../lib.sh"
+
+if ! command -v kcat >/dev/null; then
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq kcat >/dev/null || exit 1
+fi
+
+start_broker || exit 1
+TMP="$(mktemp -d /tmp/runnel-kcat.XXXXXX)"
+trap 'stop_broker; rm -rf "$TMP"' EXIT
+RUN="$(date +%s)-$$"
+
+kc() { timeout 30 kcat -b "$BROKER" -m 10 "$@"; }
+now_ms() { date +%s%3N; }
+topic() { echo "kcat-$1-$RUN"; }
+
+# consume TOPIC FORMAT [kcat consumer args...]: partition 0, to the end,
+# batch CRCs verified, stdout only. A short fetch wait: at the end of the log
+# the broker holds each fetch that long (as Kafka does) before kcat sees EOF.
+consume() {
+  local t=$1 fmt=$2
+  shift 2
+  kc -C -t "$t" -p 0 -e -X check.crcs=true -X fetch.wait.max.ms=100 -f "$fmt" "$@" 2>"$TMP/consume.err"
+}
+
+# expect_eq WHAT EXPECTED ACTUAL
+expect_eq() {
+  if [ "$2" != "$3" ]; then
+    echo "$1: expected"
+    printf '%s\n' "$2" | head -5 | sed 's/^/    /'
+    echo "  got"
+    printf '%s\n' "$3" | head -5 | sed 's/^/    /'
+    [ -s "$TMP/consume.err" ] && sed 's/^/  stderr: /' "$TMP/consume.err" | head -5
+    return 1
+  fi
+}
+
+# ------------------------------------------------------------------ scenarios
+
+metadata_list() {
+  local t
+  t=$(topic meta)
+  echo hello | kc -P -t "$t" -p 0 || { echo "produce failed"; return 1; }
+  local out
+  out=$(kc -L -t "$t") || { echo "kcat -L failed: $out"; return 1; }
+  grep -q '^ 1 brokers:$' <<<"$out" || { echo "no broker line: $out"; return 1; }
+  grep -Eq "^  broker [0-9]+ at ${BROKER} \(controller\)$" <<<"$out" || { echo "broker line: $out"; return 1; }
+  grep -q "^  topic \"$t\" with [0-9]* partitions:$" <<<"$out" || { echo "topic line: $out"; return 1; }
+  grep -Eq '^    partition 0, leader ([0-9]+), replicas: \1, isrs: \1$' <<<"$out" || { echo "partition line: $out"; return 1; }
+  # The full listing (no -t) includes it too.
+  kc -L | grep -q "topic \"$t\"" || { echo "topic missing from full listing"; return 1; }
+}
+
+metadata_json() {
+  local t
+  t=$(topic meta-json)
+  echo hello | kc -P -t "$t" -p 0 || { echo "produce failed"; return 1; }
+  kc -L -J -t "$t" | python3 -c '
+import json, sys
+md = json.load(sys.stdin)
+node = md["brokers"][0]["id"]
+assert md["controllerid"] == node, md
+(topic,) = md["topics"]
+assert topic["topic"] == sys.argv[1], topic
+assert "error" not in topic, topic
+p0 = [p for p in topic["partitions"] if p["partition"] == 0][0]
+assert p0["leader"] == node and p0["replicas"] == [{"id": node}] and p0["isrs"] == [{"id": node}], p0
+' "$t"
+}
+
+# produce_codec CODEC: keyed lines with headers, read back exactly.
+produce_codec() {
+  local codec=$1 t input expected got
+  t=$(topic "codec-$codec")
+  input=$(for i in $(seq 1 300); do printf 'key-%d:value-%d-%s\n' "$i" "$i" "$(printf '%*s' $((i % 40)) '' | tr ' ' z)"; done)
+  printf '%s\n' "$input" | kc -P -t "$t" -p 0 -K: -z "$codec" -H src=kcat -H "codec=$codec" ||
+    { echo "produce failed"; return 1; }
+  expected=$(printf '%s\n' "$input" | awk -F: -v c="$codec" '{ printf "%d|%s|%s|src=kcat,codec=%s\n", NR-1, $1, $2, c }')
+  got=$(consume "$t" '%o|%k|%s|%h\n' -o beginning)
+  expect_eq "records" "$expected" "$got"
+}
+
+produce_idempotent() {
+  local t got
+  t=$(topic idempotent)
+  seq 1 2000 | kc -P -t "$t" -p 0 -X enable.idempotence=true -X linger.ms=5 ||
+    { echo "produce failed"; return 1; }
+  got=$(consume "$t" '%s\n' -o beginning)
+  expect_eq "records in order, no duplicates" "$(seq 1 2000)" "$got"
+}
+
+null_keys_and_values() {
+  local t got
+  t=$(topic nulls)
+  printf 'k:\n:v\nk2:v2\n' | kc -P -t "$t" -p 0 -K: -Z || { echo "produce failed"; return 1; }
+  got=$(consume "$t" '%K|%k|%S|%s\n' -o beginning -Z)
+  expect_eq "null key/value" $'1|k|-1|NULL\n-1|NULL|1|v\n2|k2|2|v2' "$got"
+}
+
+binary_payload() {
+  local t
+  t=$(topic binary)
+  head -c 524288 /dev/urandom >"$TMP/payload.bin"
+  # A file argument is sent whole, as one message.
+  kc -P -t "$t" -p 0 -z lz4 "$TMP/payload.bin" || { echo "produce failed"; return 1; }
+  consume "$t" '%s' -o beginning -c 1 >"$TMP/payload.out" || { echo "consume failed"; return 1; }
+  cmp -s "$TMP/payload.bin" "$TMP/payload.out" ||
+    { echo "payload differs ($(stat -c %s "$TMP/payload.out") bytes back of 524288)"; return 1; }
+}
+
+# The consumer offset forms, on one 10-record topic.
+# Made by the first scenario that needs it (call directly, not in $(...), so
+# the global survives).
+OFFSETS_TOPIC=""
+offsets_topic() {
+  if [ -z "$OFFSETS_TOPIC" ]; then
+    seq 0 9 | sed 's/^/m/' | kc -P -t "$(topic offsets)" -p 0 || return 1
+    OFFSETS_TOPIC=$(topic offsets)
+  fi
+}
+
+consume_beginning() {
+  offsets_topic || { echo "produce failed"; return 1; }
+  local t=$OFFSETS_TOPIC
+  expect_eq "-o beginning" "$(seq 0 9 | sed 's/^/m/')" "$(consume "$t" '%s\n' -o beginning)"
+}
+
+consume_absolute() {
+  offsets_topic || { echo "produce failed"; return 1; }
+  local t=$OFFSETS_TOPIC
+  expect_eq "-o 6" $'6|m6\n7|m7\n8|m8\n9|m9' "$(consume "$t" '%o|%s\n' -o 6)" &&
+    expect_eq "-o 3 -c 2" $'3|m3\n4|m4' "$(consume "$t" '%o|%s\n' -o 3 -c 2)"
+}
+
+consume_relative() {
+  offsets_topic || { echo "produce failed"; return 1; }
+  local t=$OFFSETS_TOPIC
+  expect_eq "-o -3" $'7|m7\n8|m8\n9|m9' "$(consume "$t" '%o|%s\n' -o -3)"
+}
+
+consume_end() {
+  offsets_topic || { echo "produce failed"; return 1; }
+  local t=$OFFSETS_TOPIC
+  expect_eq "-o end" "" "$(consume "$t" '%o|%s\n' -o end)" &&
+    grep -q 'Reached end of topic .* at offset 10' "$TMP/consume.err" ||
+    { echo "no end-of-partition at 10: $(cat "$TMP/consume.err")"; return 1; }
+}
+
+# Two batches produced at different times, t_mid strictly between them.
+TIMES_TOPIC=""
+T_MID=""
+times_topic() {
+  if [ -z "$TIMES_TOPIC" ]; then
+    local t
+    t=$(topic times)
+    printf 'a0\na1\na2\n' | kc -P -t "$t" -p 0 || return 1
+    T_MID=$(now_ms)
+    # Wait out the clock (not a synchronisation sleep): every later record
+    # gets a timestamp > T_MID + 1, every earlier one has <= T_MID.
+    local deadline=$((T_MID + 1000))
+    while [ "$(now_ms)" -le $((T_MID + 1)) ] && [ "$(now_ms)" -lt $deadline ]; do :; done
+    printf 'b3\nb4\n' | kc -P -t "$t" -p 0 || return 1
+    TIMES_TOPIC=$t
+  fi
+}
+
+consume_by_timestamp() {
+  times_topic || { echo "produce failed"; return 1; }
+  local t=$TIMES_TOPIC
+  expect_eq "-o s@mid" $'3|b3\n4|b4' "$(consume "$t" '%o|%s\n' -o "s@$((T_MID + 1))")" &&
+    expect_eq "-o s@0" $'0|a0\n1|a1\n2|a2\n3|b3\n4|b4' "$(consume "$t" '%o|%s\n' -o s@0)" &&
+    expect_eq "-o beginning -o e@mid" $'0|a0\n1|a1\n2|a2' \
+      "$(consume "$t" '%o|%s\n' -o beginning -o "e@$((T_MID + 1))")"
+}
+
+query_offsets_for_times() {
+  times_topic || { echo "produce failed"; return 1; }
+  local t=$TIMES_TOPIC got
+  got=$(kc -Q -t "$t:0:$((T_MID + 1))" 2>&1)
+  expect_eq "-Q mid" "$t [0] offset 3" "$got" || return 1
+  got=$(kc -Q -t "$t:0:0" 2>&1)
+  expect_eq "-Q 0" "$t [0] offset 0" "$got" || return 1
+  # Past every timestamp: Kafka answers offset -1.
+  got=$(kc -Q -t "$t:0:$(($(now_ms) + 3600000))" 2>&1)
+  expect_eq "-Q future" "$t [0] offset -1" "$got"
+}
+
+timestamps_in_output() {
+  times_topic || { echo "produce failed"; return 1; }
+  local ts
+  ts=$(consume "$TIMES_TOPIC" '%T\n' -o beginning)
+  python3 - "$T_MID" "$ts" <<'PY'
+import sys
+mid, ts = int(sys.argv[1]), [int(x) for x in sys.argv[2].split()]
+assert len(ts) == 5, ts
+assert all(t <= mid for t in ts[:3]) and all(t > mid + 1 for t in ts[3:]), (mid, ts)
+assert ts[0] > mid - 60_000, "CreateTime from the producer's clock"
+PY
+}
+
+json_envelope() {
+  local t
+  t=$(topic json)
+  printf 'k:v\n' | kc -P -t "$t" -p 0 -K: -H h1=x -H h2=y || { echo "produce failed"; return 1; }
+  consume "$t" '' -o beginning -J | python3 -c '
+import json, sys
+m = json.loads(sys.stdin.readline())
+assert (m["offset"], m["key"], m["payload"], m["tstype"]) == (0, "k", "v", "create"), m
+assert m["headers"] == ["h1", "x", "h2", "y"] or m["headers"] == {"h1": "x", "h2": "y"}, m
+'
+}
+
+pending_group_consumer() {
+  offsets_topic || { echo "produce failed"; return 1; }
+  local t=$OFFSETS_TOPIC
+  local got
+  got=$(timeout 20 kcat -b "$BROKER" -G "kcat-group-$RUN" -o beginning -e -c 10 -f '%s\n' "$t" 2>&1)
+  expect_eq "group consumer" "$(seq 0 9 | sed 's/^/m/')" "$got"
+}
+
+pending_transactional_produce() {
+  local t
+  t=$(topic txn)
+  echo txn | kc -P -t "$t" -p 0 -X "transactional.id=kcat-$RUN" || { echo "transactional produce failed"; return 1; }
+  expect_eq "committed record" "txn" "$(consume "$t" '%s\n' -o beginning -X isolation.level=read_committed)"
+}
+
+# ------------------------------------------------------------------ runner
+
+SCENARIOS=(metadata_list metadata_json)
+for codec in none gzip snappy lz4 zstd; do
+  eval "produce_codec_$codec() { produce_codec $codec; }"
+  SCENARIOS+=("produce_codec_$codec")
+done
+SCENARIOS+=(produce_idempotent null_keys_and_values binary_payload json_envelope
+  consume_beginning consume_absolute consume_relative consume_end
+  consume_by_timestamp query_offsets_for_times timestamps_in_output)
+[ -n "${RUN_PENDING:-}" ] && SCENARIOS+=(pending_group_consumer pending_transactional_produce)
+
+declare -A RESULT
+passed=0
+failed=0
+for s in "${SCENARIOS[@]}"; do
+  # Run in the current shell (not $(...)) so lazily made topics are shared.
+  if "$s" >"$TMP/out" 2>&1; then
+    RESULT[$s]=pass
+    passed=$((passed + 1))
+    echo "PASS $s"
+  else
+    RESULT[$s]=fail
+    failed=$((failed + 1))
+    echo "FAIL $s: $(head -1 "$TMP/out")"
+    tail -n +2 "$TMP/out" | head -20 | sed 's/^/  /'
+  fi
+done
+
+bad=0
+while read -r name; do
+  case "$name" in '' | '#'*) continue ;; esac
+  if [ "${RESULT[$name]:-}" != pass ]; then
+    echo "EXPECTED TO PASS: $name (${RESULT[$name]:-did not run})"
+    bad=1
+  fi
+done <"$HERE/tests.allow"
+echo "kcat: $passed passed, $failed failed"
+exit "$bad"
