@@ -56,6 +56,9 @@ struct Args {
     /// Records per produce run at 1 KiB.
     #[arg(long, value_name = "N")]
     large_records: Option<u64>,
+    /// Producer instances (one thread each) sharing every produce run.
+    #[arg(long, default_value_t = 1)]
+    producers: usize,
     /// Records per second in the latency phase.
     #[arg(long, default_value_t = 10_000)]
     latency_rate: u64,
@@ -95,6 +98,7 @@ struct Plan {
     consumer_config: Vec<(String, String)>,
     small_records: u64,
     large_records: u64,
+    producers: usize,
     latency_rate: u64,
     latency_secs: f64,
     produce_cases: Vec<ProduceCase>,
@@ -119,7 +123,14 @@ impl Plan {
     }
 }
 
+/// When the bench started: the zero of log timestamps.
+fn started() -> std::time::Instant {
+    static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    *START.get_or_init(std::time::Instant::now)
+}
+
 fn main() -> std::process::ExitCode {
+    started();
     let args = Args::parse();
     match run(args) {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -171,6 +182,7 @@ fn run(args: Args) -> Result<()> {
         consumer_config: args.consumer_config,
         small_records: args.small_records.unwrap_or(DEFAULT_SMALL_RECORDS / scale),
         large_records: args.large_records.unwrap_or(DEFAULT_LARGE_RECORDS / scale),
+        producers: args.producers.max(1),
         latency_rate: args.latency_rate,
         latency_secs: args
             .latency_secs
@@ -179,6 +191,8 @@ fn run(args: Args) -> Result<()> {
         consume_cases,
     };
 
+    let fsync_probe_ms = broker::fsync_probe(&plan.data_dir)?.as_secs_f64() * 1e3;
+    let load_before = broker::load_average();
     let mut results = Vec::new();
     for r in 0..runs {
         eprintln!("runnel-bench: run {}/{runs}", r + 1);
@@ -214,6 +228,9 @@ fn run(args: Args) -> Result<()> {
             .ok()
             .filter(|s| !s.is_empty()),
         machine: Machine::detect(),
+        load_before,
+        load_after: broker::load_average(),
+        fsync_probe_ms,
         librdkafka: rdkafka::util::get_rdkafka_version().1,
         runs,
         quick: args.quick,
@@ -226,6 +243,8 @@ fn run(args: Args) -> Result<()> {
         flush_cases,
         flush_results,
         producer_settings: settings(workload::PRODUCER_SETTINGS, &plan.producer_config),
+        producers: plan.producers,
+        broker_overrides: plan.overrides.clone(),
         consumer_settings: settings(workload::CONSUMER_SETTINGS, &plan.consumer_config),
         latency_settings: settings(workload::LATENCY_PRODUCER_SETTINGS, &plan.producer_config),
     };
@@ -236,6 +255,16 @@ fn run(args: Args) -> Result<()> {
         eprintln!("runnel-bench: wrote {}", path.display());
     }
     Ok(())
+}
+
+fn progress(t: &workload::Throughput) -> String {
+    format!(
+        "{:>10.0} rec/s {:>7.1} MB/s  broker {:.2} cores, client {:.2} cores",
+        t.records_per_sec(),
+        t.mb_per_sec(),
+        t.broker_cpu_secs / t.secs,
+        t.client_cpu_secs / t.secs
+    )
 }
 
 fn topic_name(kind: &str, c: &ProduceCase) -> String {
@@ -249,6 +278,7 @@ fn one_run(plan: &Plan, run: usize) -> Result<RunResult> {
         &format!("run{run}"),
         &plan.overrides,
     )?;
+    eprintln!("  broker pid {}, {}", broker.pid(), broker.bootstrap());
     // Idle footprint: nothing connected but the readiness probe, already closed.
     std::thread::sleep(Duration::from_secs(1));
     let idle_rss_bytes = broker.rss_bytes()?;
@@ -269,20 +299,20 @@ fn one_run(plan: &Plan, run: usize) -> Result<RunResult> {
             c.size,
             plan.records_for(c.size),
             c.acks,
+            plan.producers,
             &cpu,
         )
         .with_context(|| format!("produce {c:?}"))?;
         eprintln!(
-            "  produce {:>4} B x{} acks={:<3}: {:>10.0} rec/s {:>7.1} MB/s  broker {:.2} cores",
+            "  produce {:>4} B x{} acks={:<3}: {}",
             c.size,
             c.partitions,
             c.acks,
-            t.records_per_sec(),
-            t.mb_per_sec(),
-            t.broker_cpu_secs / t.secs
+            progress(&t)
         );
         result.produce.push(t);
     }
+    result.produce_peak_rss_bytes = broker.peak_rss_bytes()?;
     for c in &plan.consume_cases {
         let filled = ProduceCase {
             size: c.size,
@@ -298,12 +328,10 @@ fn one_run(plan: &Plan, run: usize) -> Result<RunResult> {
         )
         .with_context(|| format!("consume {c:?}"))?;
         eprintln!(
-            "  consume {:>4} B x{}         : {:>10.0} rec/s {:>7.1} MB/s  broker {:.2} cores",
+            "  consume {:>4} B x{}         : {}",
             c.size,
             c.partitions,
-            t.records_per_sec(),
-            t.mb_per_sec(),
-            t.broker_cpu_secs / t.secs
+            progress(&t)
         );
         result.consume.push(t);
     }
@@ -332,19 +360,16 @@ fn one_run(plan: &Plan, run: usize) -> Result<RunResult> {
     result.broker_cpu_secs = broker.cpu_secs()?;
     result.shutdown_secs = broker.stop()?.as_secs_f64();
     eprintln!(
-        "  idle RSS {:.1} MiB, peak RSS {:.1} MiB, broker CPU {:.1} s",
+        "  idle RSS {:.1} MiB, peak RSS {:.1} MiB after produce, {:.1} MiB at the end, broker CPU {:.1} s",
         result.idle_rss_bytes as f64 / 1048576.0,
+        result.produce_peak_rss_bytes as f64 / 1048576.0,
         result.peak_rss_bytes as f64 / 1048576.0,
         result.broker_cpu_secs
     );
     Ok(result)
 }
 
-fn flush_run(
-    plan: &Plan,
-    cases: &[ProduceCase],
-    run: usize,
-) -> Result<Vec<workload::Throughput>> {
+fn flush_run(plan: &Plan, cases: &[ProduceCase], run: usize) -> Result<Vec<workload::Throughput>> {
     let mut overrides = plan.overrides.clone();
     overrides.push("log.flush.interval.messages=1".into());
     let broker = BrokerProcess::start(
@@ -366,15 +391,15 @@ fn flush_run(
             c.size,
             plan.records_for(c.size),
             c.acks,
+            plan.producers,
             &cpu,
         )
         .with_context(|| format!("fsync produce {c:?}"))?;
         eprintln!(
-            "  fsync produce {:>4} B x{}: {:>10.0} rec/s {:>7.1} MB/s",
+            "  fsync produce {:>4} B x{}: {}",
             c.size,
             c.partitions,
-            t.records_per_sec(),
-            t.mb_per_sec()
+            progress(&t)
         );
         out.push(t);
     }

@@ -48,10 +48,13 @@ impl BrokerProcess {
         }
         // Only warnings and errors, on the bench's stderr, so that the
         // Markdown on stdout stays clean.
-        cmd.env("RUNNEL_LOG", std::env::var("RUNNEL_LOG").unwrap_or("warn".into()))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit());
+        cmd.env(
+            "RUNNEL_LOG",
+            std::env::var("RUNNEL_LOG").unwrap_or("warn".into()),
+        )
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit());
         let child = cmd
             .spawn()
             .with_context(|| format!("cannot start {}", binary.display()))?;
@@ -75,7 +78,10 @@ impl BrokerProcess {
                 return Ok(());
             }
             if Instant::now() > deadline {
-                bail!("broker did not accept connections on {} within {START_TIMEOUT:?}", self.addr);
+                bail!(
+                    "broker did not accept connections on {} within {START_TIMEOUT:?}",
+                    self.addr
+                );
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -207,6 +213,33 @@ fn clk_tck() -> f64 {
     })
 }
 
+/// Mean time of a 4 KiB append + fdatasync in `dir`: what one fsync costs on
+/// the disk the broker writes to (virtual disks often make it nearly free).
+pub fn fsync_probe(dir: &Path) -> Result<Duration> {
+    use std::io::Write;
+    const ROUNDS: u32 = 100;
+    let path = dir.join(format!("runnel-bench-fsync-probe-{}", std::process::id()));
+    let result = (|| -> Result<Duration> {
+        let mut file = std::fs::File::create(&path)?;
+        let block = [0u8; 4096];
+        let started = Instant::now();
+        for _ in 0..ROUNDS {
+            file.write_all(&block)?;
+            file.sync_data()?;
+        }
+        Ok(started.elapsed() / ROUNDS)
+    })();
+    let _ = std::fs::remove_file(&path);
+    result.with_context(|| format!("fsync probe in {}", dir.display()))
+}
+
+/// The 1, 5 and 15 minute load averages, as `/proc/loadavg` prints them.
+pub fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "unknown".into())
+}
+
 /// What the numbers were measured on.
 pub struct Machine {
     pub cpus: usize,
@@ -248,5 +281,31 @@ impl Machine {
             mem_total_bytes,
             kernel,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stat_times_are_counted_after_the_command_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("stat");
+        // A command name with spaces and a parenthesis, as a thread may have.
+        std::fs::write(
+            &path,
+            "4242 (tokio rt) x) S 1 4242 4242 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 9 0 1 0 0\n",
+        )
+        .unwrap();
+        let secs = cpu_secs_of(path.to_str().unwrap(), 100.0).unwrap();
+        assert!((secs - 3.0).abs() < 1e-9, "{secs}");
+    }
+
+    #[test]
+    fn own_process_is_readable() {
+        assert!(self_cpu_secs().unwrap() >= 0.0);
+        assert!(status_kib(std::process::id(), "VmRSS").unwrap() > 0);
+        assert!(fsync_probe(&std::env::temp_dir()).is_ok());
     }
 }

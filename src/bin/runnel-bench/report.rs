@@ -69,6 +69,8 @@ pub struct RunResult {
     pub consume: Vec<Throughput>,
     pub latency: Option<Latency>,
     pub idle_rss_bytes: u64,
+    /// VmHWM once the produce phases are done, before any consumer ran.
+    pub produce_peak_rss_bytes: u64,
     pub peak_rss_bytes: u64,
     pub broker_cpu_secs: f64,
     pub shutdown_secs: f64,
@@ -78,6 +80,11 @@ pub struct Report {
     pub date: String,
     pub revision: Option<String>,
     pub machine: Machine,
+    /// Load averages before the first run and after the last.
+    pub load_before: String,
+    pub load_after: String,
+    /// Mean 4 KiB write + fdatasync in the data directory.
+    pub fsync_probe_ms: f64,
     pub librdkafka: String,
     pub runs: usize,
     pub quick: bool,
@@ -91,12 +98,16 @@ pub struct Report {
     pub flush_cases: Vec<ProduceCase>,
     pub flush_results: Vec<Vec<Throughput>>,
     pub producer_settings: String,
+    /// Producer instances (threads) per produce run.
+    pub producers: usize,
+    /// `--override` properties every broker ran with (beyond data dir and port).
+    pub broker_overrides: Vec<String>,
     pub consumer_settings: String,
     pub latency_settings: String,
 }
 
 fn size_label(size: usize) -> String {
-    if size % 1024 == 0 {
+    if size.is_multiple_of(1024) {
         format!("{} KiB", size / 1024)
     } else {
         format!("{size} B")
@@ -143,17 +154,27 @@ fn throughput_stats(samples: &[&Throughput]) -> [Stat; 5] {
         Stat::of(samples.iter().map(|t| t.mb_per_sec())),
         Stat::of(samples.iter().map(|t| t.broker_cpu_secs / t.secs)),
         Stat::of(samples.iter().map(|t| t.client_cpu_secs / t.secs)),
-        Stat::of(samples.iter().map(|t| t.broker_cpu_secs / t.records as f64 * 1e6)),
+        Stat::of(
+            samples
+                .iter()
+                .map(|t| t.broker_cpu_secs / t.records as f64 * 1e6),
+        ),
     ]
 }
 
 impl Report {
     fn produce_samples(&self, i: usize) -> Vec<&Throughput> {
-        self.results.iter().filter_map(|r| r.produce.get(i)).collect()
+        self.results
+            .iter()
+            .filter_map(|r| r.produce.get(i))
+            .collect()
     }
 
     fn consume_samples(&self, i: usize) -> Vec<&Throughput> {
-        self.results.iter().filter_map(|r| r.consume.get(i)).collect()
+        self.results
+            .iter()
+            .filter_map(|r| r.consume.get(i))
+            .collect()
     }
 
     fn flush_samples(&self, i: usize) -> Vec<&Throughput> {
@@ -161,7 +182,10 @@ impl Report {
     }
 
     fn latencies(&self) -> Vec<&Latency> {
-        self.results.iter().filter_map(|r| r.latency.as_ref()).collect()
+        self.results
+            .iter()
+            .filter_map(|r| r.latency.as_ref())
+            .collect()
     }
 
     pub fn markdown(&self) -> String {
@@ -183,14 +207,29 @@ impl Report {
         );
         let _ = writeln!(
             o,
+            "| load average (1/5/15 min) | {} before, {} after: other work on the machine skews the figures |",
+            self.load_before, self.load_after
+        );
+        let _ = writeln!(
+            o,
+            "| disk | data in a fresh directory per run; a 4 KiB write + fdatasync there takes {:.3} ms |",
+            self.fsync_probe_ms
+        );
+        let _ = writeln!(
+            o,
             "| clients | librdkafka {} (rdkafka crate), in one bench process on the same machine: clients and broker share the CPUs |",
             self.librdkafka
         );
         let _ = writeln!(
             o,
-            "| runs | {}{}, a fresh broker (release binary, empty data dir, default config) per run; figures are the median of the runs, [min–max] beside them |",
+            "| runs | {}{}, a fresh broker (release binary, empty data dir, {}) per run; figures are the median of the runs, [min–max] beside them |",
             self.runs,
-            if self.quick { " (--quick: short smoke run, not for quoting)" } else { "" }
+            if self.quick { " (--quick: short smoke run, not for quoting)" } else { "" },
+            if self.broker_overrides.is_empty() {
+                "default config".to_string()
+            } else {
+                format!("`--override {}`", self.broker_overrides.join(" --override "))
+            }
         );
         let _ = writeln!(
             o,
@@ -198,7 +237,19 @@ impl Report {
         );
 
         let _ = writeln!(o, "\n### Produce\n");
-        let _ = writeln!(o, "Producer: `{}`; time from the first send to the last acknowledgement.\n", self.producer_settings);
+        let _ = writeln!(
+            o,
+            "{}: `{}`; time from the first send to the last acknowledgement.\n",
+            if self.producers == 1 {
+                "One producer".to_string()
+            } else {
+                format!(
+                    "{} producers, one thread each, sharing the records",
+                    self.producers
+                )
+            },
+            self.producer_settings
+        );
         let _ = writeln!(
             o,
             "| record | partitions | acks | records | records/s | [min–max] | MB/s | broker cores | broker µs/record | client cores |"
@@ -271,7 +322,10 @@ impl Report {
                 self.latency_secs,
                 self.latency_settings
             );
-            let _ = writeln!(o, "| records | p50 ms | p99 ms | p99.9 ms | max ms | broker cores |");
+            let _ = writeln!(
+                o,
+                "| records | p50 ms | p99 ms | p99.9 ms | max ms | broker cores |"
+            );
             let _ = writeln!(o, "|--:|--:|--:|--:|--:|--:|");
             let pct = |p: f64| Stat::of(lat.iter().map(|l| l.percentile_ms(p)));
             let (p50, p99, p999, max) = (pct(50.0), pct(99.0), pct(99.9), pct(100.0));
@@ -291,19 +345,23 @@ impl Report {
         let _ = writeln!(o, "\n### Broker memory and CPU\n");
         let _ = writeln!(
             o,
-            "| idle RSS (1 s after start, no clients) | peak RSS (VmHWM, end of run) | broker CPU s (whole run) | SIGTERM to exit |"
+            "| idle RSS (1 s after start, no clients) | peak RSS after the produce phases | peak RSS (VmHWM, end of run) | broker CPU s (whole run) | SIGTERM to exit |"
         );
-        let _ = writeln!(o, "|--:|--:|--:|--:|");
+        let _ = writeln!(o, "|--:|--:|--:|--:|--:|");
         let idle = Stat::of(self.results.iter().map(|r| r.idle_rss_bytes as f64));
+        let produce_peak = Stat::of(self.results.iter().map(|r| r.produce_peak_rss_bytes as f64));
         let peak = Stat::of(self.results.iter().map(|r| r.peak_rss_bytes as f64));
         let cpu = Stat::of(self.results.iter().map(|r| r.broker_cpu_secs));
         let stop = Stat::of(self.results.iter().map(|r| r.shutdown_secs));
         let _ = writeln!(
             o,
-            "| {} [{}–{}] | {} [{}–{}] | {:.1} [{:.1}–{:.1}] | {:.2} s [{:.2}–{:.2}] |",
+            "| {} [{}–{}] | {} [{}–{}] | {} [{}–{}] | {:.1} [{:.1}–{:.1}] | {:.2} s [{:.2}–{:.2}] |",
             mib(idle.median),
             mib(idle.min),
             mib(idle.max),
+            mib(produce_peak.median),
+            mib(produce_peak.min),
+            mib(produce_peak.max),
             mib(peak.median),
             mib(peak.min),
             mib(peak.max),
@@ -316,10 +374,14 @@ impl Report {
         );
 
         if !self.flush_results.is_empty() {
-            let _ = writeln!(o, "\n### Power-loss durability: fsync before every acknowledgement\n");
             let _ = writeln!(
                 o,
-                "acks=all on a broker started with `--override log.flush.interval.messages=1` (the ack waits for an fsync of the partition; concurrent produces share one fsync), against acks=all with the default policy (ack after the write to the page cache). Same producer settings.\n"
+                "\n### Power-loss durability: fsync before every acknowledgement\n"
+            );
+            let _ = writeln!(
+                o,
+                "acks=all on a broker started with `--override log.flush.interval.messages=1` (the ack waits for an fsync of the partition; concurrent produces share one fsync), against acks=all with the default policy (ack after the write to the page cache). Same producer settings. One 4 KiB write + fdatasync on this disk: {:.3} ms.\n",
+                self.fsync_probe_ms
             );
             let _ = writeln!(
                 o,
@@ -335,7 +397,9 @@ impl Report {
                 let default = self
                     .produce_cases
                     .iter()
-                    .position(|p| p.size == c.size && p.partitions == c.partitions && p.acks == c.acks)
+                    .position(|p| {
+                        p.size == c.size && p.partitions == c.partitions && p.acks == c.acks
+                    })
                     .map(|j| throughput_stats(&self.produce_samples(j))[0].median)
                     .unwrap_or(f64::NAN);
                 let _ = writeln!(
@@ -451,6 +515,10 @@ impl Report {
                 .map(|r| {
                     Json::obj([
                         ("idle_rss_bytes", Json::Num(r.idle_rss_bytes as f64)),
+                        (
+                            "produce_peak_rss_bytes",
+                            Json::Num(r.produce_peak_rss_bytes as f64),
+                        ),
                         ("peak_rss_bytes", Json::Num(r.peak_rss_bytes as f64)),
                         ("cpu_secs", Json::Num(r.broker_cpu_secs)),
                         ("shutdown_secs", Json::Num(r.shutdown_secs)),
@@ -473,11 +541,20 @@ impl Report {
                     ("kernel", Json::Str(m.kernel.clone())),
                 ]),
             ),
+            ("fsync_probe_ms", Json::Num(self.fsync_probe_ms)),
+            ("load_before", Json::Str(self.load_before.clone())),
+            ("load_after", Json::Str(self.load_after.clone())),
             ("librdkafka", Json::Str(self.librdkafka.clone())),
             ("runs", Json::Num(self.runs as f64)),
             ("quick", Json::Bool(self.quick)),
-            ("producer_settings", Json::Str(self.producer_settings.clone())),
-            ("consumer_settings", Json::Str(self.consumer_settings.clone())),
+            (
+                "producer_settings",
+                Json::Str(self.producer_settings.clone()),
+            ),
+            (
+                "consumer_settings",
+                Json::Str(self.consumer_settings.clone()),
+            ),
             ("latency_settings", Json::Str(self.latency_settings.clone())),
             ("produce", Json::Arr(produce)),
             ("consume", Json::Arr(consume)),
@@ -501,7 +578,12 @@ pub enum Json {
 
 impl Json {
     fn obj<const N: usize>(fields: [(&str, Json); N]) -> Json {
-        Json::Obj(fields.into_iter().map(|(k, v)| (k.to_string(), v)).collect())
+        Json::Obj(
+            fields
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v))
+                .collect(),
+        )
     }
 }
 
@@ -555,9 +637,14 @@ impl std::fmt::Display for Json {
 /// UTC "YYYY-MM-DD HH:MM UTC" from the system clock (no date crate: days to
 /// civil date per Howard Hinnant's algorithm).
 pub fn utc_now() -> String {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs()) as i64;
+    utc_from_unix(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs()) as i64,
+    )
+}
+
+fn utc_from_unix(secs: i64) -> String {
     let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
@@ -573,4 +660,66 @@ pub fn utc_now() -> String {
         rem / 3600,
         (rem % 3600) / 60
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn median_min_max() {
+        let s = Stat::of([3.0, 1.0, 2.0]);
+        assert_eq!((s.median, s.min, s.max), (2.0, 1.0, 3.0));
+        let s = Stat::of([4.0, 1.0, 2.0, 3.0]);
+        assert_eq!((s.median, s.min, s.max), (2.5, 1.0, 4.0));
+        assert!(Stat::of([]).median.is_nan());
+    }
+
+    #[test]
+    fn percentiles_are_nearest_rank() {
+        let l = Latency {
+            sorted_nanos: (1..=100).map(|ms| ms * 1_000_000).collect(),
+            ..Latency::default()
+        };
+        assert_eq!(l.percentile_ms(50.0), 50.0);
+        assert_eq!(l.percentile_ms(99.0), 99.0);
+        assert_eq!(l.percentile_ms(99.9), 100.0);
+        assert_eq!(l.percentile_ms(100.0), 100.0);
+        assert!(Latency::default().percentile_ms(50.0).is_nan());
+    }
+
+    #[test]
+    fn number_formats() {
+        assert_eq!(thousands(999.0), "999");
+        assert_eq!(thousands(1000.0), "1,000");
+        assert_eq!(thousands(1_234_567.4), "1,234,567");
+        assert_eq!(thousands(f64::NAN), "n/a");
+        assert_eq!(short(1_234_567.0), "1.23M");
+        assert_eq!(short(45_678.0), "45.7k");
+        assert_eq!(size_label(100), "100 B");
+        assert_eq!(size_label(1024), "1 KiB");
+    }
+
+    #[test]
+    fn json_escapes_and_nulls() {
+        let j = Json::obj([
+            ("s", Json::Str("a\"b\\c\n".into())),
+            ("nan", Json::Num(f64::NAN)),
+            (
+                "a",
+                Json::Arr(vec![Json::Num(1.5), Json::Bool(true), Json::Null]),
+            ),
+        ]);
+        assert_eq!(
+            j.to_string(),
+            r#"{"s":"a\"b\\c\u000a","nan":null,"a":[1.5,true,null]}"#
+        );
+    }
+
+    #[test]
+    fn civil_dates() {
+        assert_eq!(utc_from_unix(0), "1970-01-01 00:00 UTC");
+        assert_eq!(utc_from_unix(951_782_400), "2000-02-29 00:00 UTC");
+        assert_eq!(utc_from_unix(1_700_000_000), "2023-11-14 22:13 UTC");
+    }
 }

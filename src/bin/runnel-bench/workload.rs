@@ -10,7 +10,8 @@ use parking_lot::Mutex;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::config::RDKafkaLogLevel;
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{DeliveryResult, Message};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer, ProducerContext};
@@ -33,10 +34,19 @@ pub const PRODUCER_SETTINGS: &[(&str, &str)] = &[
 
 /// Consumer settings for the throughput and latency runs.
 pub const CONSUMER_SETTINGS: &[(&str, &str)] = &[
+    // librdkafka's defaults, stated so that the report shows them. 10 MB
+    // partition fetches made the broker slower, not faster, and raised its
+    // peak RSS from ~25 to ~160 MiB: Fetch builds each response by copying
+    // the record bytes into one freshly allocated buffer.
     ("fetch.max.bytes", "52428800"),
-    ("max.partition.fetch.bytes", "10485760"),
-    ("receive.message.max.bytes", "104857600"),
-    ("queued.max.messages.kbytes", "262144"),
+    ("max.partition.fetch.bytes", "1048576"),
+    // librdkafka stops fetching a partition once its local queue holds
+    // queued.min.messages (default 100000, about one 10 MB fetch of 100 B
+    // records) and then backs off fetch.queue.backoff.ms (default 1 s): with
+    // the defaults a fast reader spends most of its time waiting on itself.
+    ("queued.min.messages", "10000000"),
+    ("queued.max.messages.kbytes", "1048576"),
+    ("fetch.queue.backoff.ms", "10"),
 ];
 
 /// Settings of the latency producer: no batching delay, so that what is
@@ -112,10 +122,31 @@ struct AckCounter {
 }
 
 impl ClientContext for AckCounter {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
+        log_to_stderr(level, fac, message);
+    }
     fn error(&self, error: KafkaError, reason: &str) {
         eprintln!("runnel-bench: producer error: {error}: {reason}");
     }
 }
+
+/// librdkafka's own log lines (warnings, and everything `debug=...` in
+/// `--producer-config`/`--consumer-config` turns on) go to stderr.
+fn log_to_stderr(level: RDKafkaLogLevel, fac: &str, message: &str) {
+    let t = crate::started().elapsed().as_secs_f64();
+    eprintln!("[{t:10.4}] librdkafka {level:?} {fac}: {message}");
+}
+
+/// Context of the bench consumers: logs to stderr, nothing else.
+pub struct StderrLog;
+
+impl ClientContext for StderrLog {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
+        log_to_stderr(level, fac, message);
+    }
+}
+
+impl ConsumerContext for StderrLog {}
 
 impl ProducerContext for AckCounter {
     type DeliveryOpaque = ();
@@ -142,19 +173,30 @@ pub struct Clients {
 impl Clients {
     fn config(&self, settings: &[(&str, &str)], extra: &[(String, String)]) -> ClientConfig {
         let mut c = ClientConfig::new();
-        c.set("bootstrap.servers", &self.bootstrap)
-            .set("message.timeout.ms", "120000");
+        c.set("bootstrap.servers", &self.bootstrap);
         for (k, v) in settings {
             c.set(*k, *v);
         }
         for (k, v) in extra {
             c.set(k, v);
+            if k == "debug" {
+                // librdkafka drops debug lines unless the log level allows them.
+                c.set_log_level(RDKafkaLogLevel::Debug);
+            }
         }
         c
     }
 
     fn producer(&self, settings: &[(&str, &str)]) -> ClientConfig {
-        self.config(settings, &self.producer_extra)
+        let mut c = self.config(settings, &self.producer_extra);
+        if !self
+            .producer_extra
+            .iter()
+            .any(|(k, _)| k == "message.timeout.ms")
+        {
+            c.set("message.timeout.ms", "120000");
+        }
+        c
     }
 
     fn consumer(&self) -> ClientConfig {
@@ -162,40 +204,82 @@ impl Clients {
     }
 }
 
-/// Sends `records` records of `size` bytes to `topic` (partitions chosen by
-/// librdkafka's default partitioner, keys null) and times first send to last
+/// Sends `records` records of `size` bytes to `topic` from `producers`
+/// producer instances, one thread each (partitions chosen by librdkafka's
+/// default partitioner, keys null), and times the first send to the last
 /// acknowledgement.
+#[allow(clippy::too_many_arguments)]
 pub fn produce(
     clients: &Clients,
     topic: &str,
     size: usize,
     records: u64,
     acks: &str,
+    producers: usize,
     broker_cpu: &dyn Fn() -> Result<f64>,
 ) -> Result<Throughput> {
-    let counter = AckCounter {
-        expected: records,
-        done: AtomicU64::new(0),
-        failed: AtomicU64::new(0),
-        first_error: Mutex::new(None),
-        last_ack: Mutex::new(None),
-    };
-    let producer: BaseProducer<AckCounter> = clients
-        .producer(PRODUCER_SETTINGS)
-        .set("acks", acks)
-        .create_with_context(counter)?;
-    // Metadata before the clock starts, so that the first batch goes out at once.
-    producer
-        .client()
-        .fetch_metadata(Some(topic), Duration::from_secs(10))
-        .context("metadata before produce")?;
+    let producers = producers.max(1);
+    let share =
+        |i: usize| records / producers as u64 + u64::from((i as u64) < records % producers as u64);
+    let instances = (0..producers)
+        .map(|i| {
+            let counter = AckCounter {
+                expected: share(i),
+                done: AtomicU64::new(0),
+                failed: AtomicU64::new(0),
+                first_error: Mutex::new(None),
+                last_ack: Mutex::new(None),
+            };
+            let producer: BaseProducer<AckCounter> = clients
+                .producer(PRODUCER_SETTINGS)
+                .set("acks", acks)
+                .create_with_context(counter)?;
+            // Metadata before the clock starts, so that the first batch goes out at once.
+            producer
+                .client()
+                .fetch_metadata(Some(topic), Duration::from_secs(10))
+                .context("metadata before produce")?;
+            Ok(producer)
+        })
+        .collect::<Result<Vec<_>>>()?;
     let payload = vec![b'r'; size];
 
     let cpu0 = (broker_cpu()?, crate::broker::self_cpu_secs()?);
     let start = Instant::now();
+    let ends = std::thread::scope(|s| {
+        let threads: Vec<_> = instances
+            .iter()
+            .map(|p| s.spawn(|| send_all(p, topic, &payload, start)))
+            .collect();
+        threads
+            .into_iter()
+            .map(|t| t.join().map_err(|_| anyhow!("producer thread panicked"))?)
+            .collect::<Result<Vec<Instant>>>()
+    })?;
+    let end = ends.into_iter().max().unwrap_or(start);
+    let cpu1 = (broker_cpu()?, crate::broker::self_cpu_secs()?);
+    Ok(Throughput {
+        records,
+        payload_bytes: records * size as u64,
+        secs: (end - start).as_secs_f64(),
+        broker_cpu_secs: cpu1.0 - cpu0.0,
+        client_cpu_secs: cpu1.1 - cpu0.1,
+    })
+}
+
+/// One producer's share: sends `ctx.expected` records and returns when the
+/// last acknowledgement arrived.
+fn send_all(
+    producer: &BaseProducer<AckCounter>,
+    topic: &str,
+    payload: &[u8],
+    start: Instant,
+) -> Result<Instant> {
+    let ctx = producer.context();
+    let records = ctx.expected;
     for i in 0..records {
         loop {
-            match producer.send(BaseRecord::<(), [u8]>::to(topic).payload(&payload[..])) {
+            match producer.send(BaseRecord::<(), [u8]>::to(topic).payload(payload)) {
                 Ok(()) => break,
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
                     producer.poll(Duration::from_millis(1));
@@ -206,11 +290,10 @@ pub fn produce(
                 bail!("produce queue stayed full for {CLIENT_TIMEOUT:?}");
             }
         }
-        if i % 4096 == 0 {
+        if i.is_multiple_of(4096) {
             producer.poll(Duration::ZERO);
         }
     }
-    let ctx = producer.context();
     while ctx.done.load(Ordering::Relaxed) < records {
         // Blocks on the event queue for up to 1 ms: the end time is exact to
         // about a millisecond without spinning a core the broker needs.
@@ -222,8 +305,6 @@ pub fn produce(
             );
         }
     }
-    let end = ctx.last_ack.lock().unwrap_or_else(Instant::now);
-    let cpu1 = (broker_cpu()?, crate::broker::self_cpu_secs()?);
     let failed = ctx.failed.load(Ordering::Relaxed);
     if failed > 0 {
         bail!(
@@ -231,30 +312,37 @@ pub fn produce(
             ctx.first_error.lock().clone().unwrap_or_default()
         );
     }
-    Ok(Throughput {
-        records,
-        payload_bytes: records * size as u64,
-        secs: (end - start).as_secs_f64(),
-        broker_cpu_secs: cpu1.0 - cpu0.0,
-        client_cpu_secs: cpu1.1 - cpu0.1,
-    })
+    Ok(ctx.last_ack.lock().unwrap_or_else(Instant::now))
 }
 
-fn assigned_consumer(clients: &Clients, topic: &str, partitions: i32) -> Result<BaseConsumer> {
+fn consumer_for(clients: &Clients, topic: &str) -> Result<BaseConsumer<StderrLog>> {
     // No group coordinator yet: assign-only, and no commits (a commit or a
     // group leave would wait for a coordinator that does not exist).
-    let consumer: BaseConsumer = clients
+    let consumer: BaseConsumer<StderrLog> = clients
         .consumer()
         .set("group.id", "runnel-bench")
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
-        .create()?;
+        .create_with_context(StderrLog)?;
+    // Without the leader known at assign time, librdkafka waits for a 500 ms
+    // offset-query timer before its first ListOffsets.
+    consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .context("metadata before consume")?;
+    Ok(consumer)
+}
+
+fn assign_from_beginning(
+    consumer: &BaseConsumer<StderrLog>,
+    topic: &str,
+    partitions: i32,
+) -> Result<()> {
     let mut tpl = TopicPartitionList::new();
     for p in 0..partitions {
         tpl.add_partition_offset(topic, p, Offset::Beginning)?;
     }
     consumer.assign(&tpl)?;
-    Ok(consumer)
+    Ok(())
 }
 
 /// Reads `records` records from the beginning of every partition of `topic`
@@ -266,16 +354,20 @@ pub fn consume(
     records: u64,
     broker_cpu: &dyn Fn() -> Result<f64>,
 ) -> Result<Throughput> {
+    let consumer = consumer_for(clients, topic)?;
     let cpu0 = (broker_cpu()?, crate::broker::self_cpu_secs()?);
     let start = Instant::now();
-    let consumer = assigned_consumer(clients, topic, partitions)?;
+    assign_from_beginning(&consumer, topic, partitions)?;
     let (mut count, mut bytes) = (0u64, 0u64);
     while count < records {
         match consumer.poll(Duration::from_millis(100)) {
             Some(Ok(m)) => {
-                if count == 0 { eprintln!("DEBUG first record after {:?}", start.elapsed()); }
                 count += 1;
                 bytes += m.payload_len() as u64;
+                // The clock is read once per 64k records, not per record.
+                if !count.is_multiple_of(65536) {
+                    continue;
+                }
             }
             Some(Err(e)) => bail!("consume: {e}"),
             None => {}
@@ -317,7 +409,8 @@ pub fn latency(
     let warm = Arc::new(AtomicBool::new(false));
     let stop = Arc::new(AtomicBool::new(false));
 
-    let consumer = assigned_consumer(clients, topic, 1)?;
+    let consumer = consumer_for(clients, topic)?;
+    assign_from_beginning(&consumer, topic, 1)?;
     let (done_tx, done_rx) = std::sync::mpsc::channel::<Result<Vec<u64>>>();
     let reader = {
         let (warm, stop) = (warm.clone(), stop.clone());
@@ -390,7 +483,7 @@ pub fn latency(
 }
 
 fn read_latencies(
-    consumer: BaseConsumer,
+    consumer: BaseConsumer<StderrLog>,
     epoch: Instant,
     total: u64,
     warm: &AtomicBool,
