@@ -20,7 +20,13 @@ struct Wanted {
     log: Result<Arc<PartitionLog>, i16>,
 }
 
-pub fn handle(ctx: RequestContext, req: FetchRequest) -> ResponseFuture {
+/// Kafka's broker-side cap on one Fetch response (`fetch.max.bytes`, 55 MiB):
+/// a request asking for more gets this much (the first batch is still
+/// returned whole, KIP-74).
+pub const FETCH_MAX_BYTES: i32 = 57_671_680;
+
+pub fn handle(ctx: RequestContext, mut req: FetchRequest) -> ResponseFuture {
+    req.max_bytes = req.max_bytes.clamp(0, FETCH_MAX_BYTES);
     Box::pin(async move {
         if req.session_id != 0 {
             // Sessions are not kept: a client presenting one starts over.

@@ -6,6 +6,7 @@
 
 mod configs;
 mod fetch;
+pub use fetch::FETCH_MAX_BYTES;
 mod metadata;
 mod offsets;
 mod produce;
