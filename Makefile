@@ -1,7 +1,7 @@
 # Runnel — the commands a newcomer needs are `make run` and `make test`.
 CARGO ?= cargo
 
-.PHONY: all build run test lint fmt bench deps clean
+.PHONY: all build run test lint fmt bench compat compat-quick deps clean
 
 all: build
 
@@ -31,6 +31,15 @@ fmt:
 # release binary; reported, never asserted.
 bench: deps
 	scripts/bench.sh
+
+# Other projects' clients and suites against Runnel (compat/*/run.sh):
+# librdkafka's test suite, kcat, confluent-kafka, kafka-python, the Java client.
+compat: deps
+	compat/run-all.sh
+
+# The fast subset CI runs after `make test`.
+compat-quick: deps
+	compat/run-all.sh --quick
 
 clean:
 	$(CARGO) clean
