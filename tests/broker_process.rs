@@ -63,18 +63,24 @@ fn api_versions(stream: &mut TcpStream) -> std::io::Result<i16> {
     Ok(i16::from_be_bytes([resp[4], resp[5]]))
 }
 
-#[test]
-fn default_data_dir_sigterm_and_clean_restart() {
-    let cwd = tempfile::tempdir().unwrap();
-    let port = free_port();
+/// The broker with no configuration but a loopback listener, in `cwd`.
+fn start_in(cwd: &std::path::Path, port: u16) -> Child {
     let mut child = runnel()
-        .current_dir(cwd.path())
+        .current_dir(cwd)
         .arg("--override")
         .arg(format!("listeners=PLAINTEXT://127.0.0.1:{port}"))
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
     wait_for_port(port, &mut child);
+    child
+}
+
+#[test]
+fn default_data_dir_sigterm_and_clean_restart() {
+    let cwd = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut child = start_in(cwd.path(), port);
     let mut conn = TcpStream::connect(("127.0.0.1", port)).unwrap();
     assert_eq!(api_versions(&mut conn).unwrap(), 0);
     let data = cwd.path().join("runnel-data");
@@ -100,14 +106,7 @@ fn default_data_dir_sigterm_and_clean_restart() {
     );
 
     // Restart: same cluster id, the marker is consumed.
-    let mut child = runnel()
-        .current_dir(cwd.path())
-        .arg("--override")
-        .arg(format!("listeners=PLAINTEXT://127.0.0.1:{port}"))
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    wait_for_port(port, &mut child);
+    let mut child = start_in(cwd.path(), port);
     assert!(!data.join(".runnel_cleanshutdown").exists());
     assert_eq!(
         std::fs::read_to_string(data.join("meta.properties")).unwrap(),

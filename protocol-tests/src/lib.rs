@@ -548,6 +548,21 @@ pub fn batch_with_timestamps(
     timestamps: &[i64],
     producer: Option<ProducerInfo>,
 ) -> Bytes {
+    encode_batch(values, timestamps, producer, Compression::None)
+}
+
+/// One batch of `values` (timestamps 1, 2, ...) compressed with `compression`.
+pub fn compressed_batch(values: &[&[u8]], compression: Compression) -> Bytes {
+    let timestamps: Vec<i64> = (1..=values.len() as i64).collect();
+    encode_batch(values, &timestamps, None, compression)
+}
+
+fn encode_batch(
+    values: &[&[u8]],
+    timestamps: &[i64],
+    producer: Option<ProducerInfo>,
+    compression: Compression,
+) -> Bytes {
     assert_eq!(values.len(), timestamps.len());
     let (pid, epoch, seq) = producer.unwrap_or((-1, -1, -1));
     let records: Vec<Record> = values
@@ -578,7 +593,7 @@ pub fn batch_with_timestamps(
         &records,
         &RecordEncodeOptions {
             version: 2,
-            compression: Compression::None,
+            compression,
         },
     )
     .expect("encoding batch");

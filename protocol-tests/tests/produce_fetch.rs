@@ -354,38 +354,13 @@ async fn idempotent_producer_on_the_wire() {
 /// UNSUPPORTED_COMPRESSION_TYPE, and accepts them from v7 on.
 #[tokio::test]
 async fn zstd_needs_produce_v7() {
-    use kafka_protocol::records::{
-        Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-    };
     let broker = protocol_tests::TestBroker::start().await;
     let mut c = broker.connect().await;
     c.create_topic("z", 1).await;
-    let record = Record {
-        transactional: false,
-        control: false,
-        delete_horizon: false,
-        partition_leader_epoch: -1,
-        producer_id: -1,
-        producer_epoch: -1,
-        timestamp_type: TimestampType::Creation,
-        offset: 0,
-        sequence: -1,
-        timestamp: 1,
-        key: None,
-        value: Some(bytes::Bytes::from_static(b"zstd value zstd value")),
-        headers: Default::default(),
-    };
-    let mut buf = bytes::BytesMut::new();
-    RecordBatchEncoder::encode(
-        &mut buf,
-        [&record],
-        &RecordEncodeOptions {
-            version: 2,
-            compression: Compression::Zstd,
-        },
-    )
-    .unwrap();
-    let zstd = buf.freeze();
+    let zstd = protocol_tests::compressed_batch(
+        &[b"zstd value zstd value"],
+        kafka_protocol::records::Compression::Zstd,
+    );
     for version in 3..=12i16 {
         let req = protocol_tests::produce_request(
             version,
