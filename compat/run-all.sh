@@ -46,6 +46,7 @@ done
   done
 } >"$SUMMARY"
 echo
-echo "compat summary ($(date -u +%Y-%m-%d), ${QUICK:+quick}${QUICK:-full}):"
+mode=full; [ -n "$QUICK" ] && mode=quick
+echo "compat summary ($(date -u +%Y-%m-%d), $mode):"
 cat "$SUMMARY"
 exit "$fail"
