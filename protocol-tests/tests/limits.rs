@@ -32,6 +32,7 @@ async fn third_pipelined_fetch_waits_for_a_slot() {
     let started = Instant::now();
     c.write(&batch).await;
     let mut order = Vec::new();
+    let mut second_at = None;
     let mut third_at = None;
     for _ in 0..4 {
         let frame = c
@@ -39,6 +40,9 @@ async fn third_pipelined_fetch_waits_for_a_slot() {
             .await
             .expect("answered");
         let corr = i32::from_be_bytes(frame[..4].try_into().unwrap());
+        if corr == 101 {
+            second_at = Some(started.elapsed());
+        }
         if corr == 102 {
             third_at = Some(started.elapsed());
         }
@@ -48,6 +52,13 @@ async fn third_pipelined_fetch_waits_for_a_slot() {
         order,
         vec![100, 101, 102, 103],
         "responses in request order"
+    );
+    // The other side of the limit: the second fetch ran alongside the first,
+    // so it is answered well before a second wait has passed.
+    let second_at = second_at.unwrap();
+    assert!(
+        second_at < Duration::from_millis(2 * wait as u64 - 50),
+        "second fetch answered after {second_at:?}"
     );
     // The third fetch starts only after the first finished its full wait, so
     // it cannot be answered before two waits have passed.

@@ -52,7 +52,9 @@ pub fn handle(ctx: RequestContext, mut req: FetchRequest) -> ResponseFuture {
                     None => Err(Code::UnknownTopicOrPartition.code()),
                     Some(info) => match broker.logs.get(&info.id, p.partition) {
                         None => Err(Code::UnknownTopicOrPartition.code()),
-                        Some(log) => check_leader_epoch(p.current_leader_epoch, &log).map(|()| log),
+                        Some(log) => {
+                            super::check_leader_epoch(p.current_leader_epoch, &log).map(|()| log)
+                        }
                     },
                 };
                 wanted.push(Wanted {
@@ -98,20 +100,6 @@ pub fn handle(ctx: RequestContext, mut req: FetchRequest) -> ResponseFuture {
             }
         }
     })
-}
-
-/// KIP-320: a client that knows a newer epoch than ours is ahead of us
-/// (UNKNOWN_LEADER_EPOCH, retriable); one with an older epoch is fenced.
-fn check_leader_epoch(client_epoch: i32, log: &PartitionLog) -> Result<(), i16> {
-    if client_epoch < 0 {
-        return Ok(());
-    }
-    let ours = log.leader_epoch();
-    match client_epoch.cmp(&ours) {
-        std::cmp::Ordering::Greater => Err(Code::UnknownLeaderEpoch.code()),
-        std::cmp::Ordering::Less => Err(Code::FencedLeaderEpoch.code()),
-        std::cmp::Ordering::Equal => Ok(()),
-    }
 }
 
 /// Reads every partition within the response-wide and per-partition byte

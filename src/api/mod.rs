@@ -109,3 +109,20 @@ pub(crate) use kafka_protocol::error::ResponseError as Code;
 
 /// Kafka's error code for success.
 pub(crate) const NO_ERROR: i16 = 0;
+
+/// KIP-320: a client that knows a newer epoch than ours is ahead of us
+/// (UNKNOWN_LEADER_EPOCH, retriable); one with an older epoch is fenced.
+pub(crate) fn check_leader_epoch(
+    client_epoch: i32,
+    log: &crate::log::PartitionLog,
+) -> Result<(), i16> {
+    if client_epoch < 0 {
+        return Ok(());
+    }
+    let ours = log.leader_epoch();
+    match client_epoch.cmp(&ours) {
+        std::cmp::Ordering::Greater => Err(Code::UnknownLeaderEpoch.code()),
+        std::cmp::Ordering::Less => Err(Code::FencedLeaderEpoch.code()),
+        std::cmp::Ordering::Equal => Ok(()),
+    }
+}

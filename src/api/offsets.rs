@@ -39,13 +39,8 @@ pub fn list_offsets(ctx: &RequestContext, req: ListOffsetsRequest) -> ListOffset
                     let Some(log) = info.and_then(|i| broker.logs.get(&i.id, p.partition_index)) else {
                         return resp.with_error_code(Code::UnknownTopicOrPartition.code());
                     };
-                    if p.current_leader_epoch >= 0 && p.current_leader_epoch != log.leader_epoch() {
-                        let code = if p.current_leader_epoch > log.leader_epoch() {
-                            Code::UnknownLeaderEpoch
-                        } else {
-                            Code::FencedLeaderEpoch
-                        };
-                        return resp.with_error_code(code.code());
+                    if let Err(code) = super::check_leader_epoch(p.current_leader_epoch, &log) {
+                        return resp.with_error_code(code);
                     }
                     // leader_epoch exists from v4 on.
                     let epoch = if ctx.version >= 4 { log.leader_epoch() } else { -1 };
