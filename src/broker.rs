@@ -10,6 +10,8 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::config::{BrokerConfig, Endpoint};
+use crate::coordinator::group::GroupCoordinator;
+use crate::coordinator::SystemClock;
 use crate::log::LogManager;
 use crate::metadata::{MetadataError, MetadataStore, TopicInfo};
 
@@ -20,6 +22,7 @@ pub struct Broker {
     /// Where clients are told to connect (advertised listener, port resolved
     /// after binding so `:0` works in tests).
     pub advertised: Endpoint,
+    pub groups: GroupCoordinator,
 }
 
 impl Broker {
@@ -96,6 +99,7 @@ impl BrokerHandle {
         for t in self.background {
             t.abort();
         }
+        self.broker.groups.stop();
         let logs = self.broker.logs.clone();
         tokio::task::spawn_blocking(move || logs.shutdown())
             .await
@@ -157,13 +161,22 @@ pub async fn start(config: BrokerConfig) -> anyhow::Result<BrokerHandle> {
     })
     .await??;
 
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let groups = GroupCoordinator::new(
+        config.group.clone(),
+        Arc::new(SystemClock),
+        shutdown_rx.clone(),
+    );
     let broker = Arc::new(Broker {
         config,
         metadata,
         logs: Arc::new(logs),
         advertised,
+        groups,
     });
-    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    if let Err(code) = broker.groups.start_if_present(&broker).await {
+        anyhow::bail!("starting the group coordinator failed (error {code})");
+    }
     let background = broker.logs.start_background(
         broker.config.log_retention_check_interval_ms,
         shutdown_rx.clone(),

@@ -7,10 +7,11 @@
 pub mod api;
 pub mod broker;
 pub mod config;
+pub mod coordinator;
 pub mod log;
 pub mod metadata;
 pub mod protocol;
 pub mod server;
 
 pub use broker::{Broker, BrokerHandle};
-pub use config::BrokerConfig;
+pub use config::{BrokerConfig, GroupConfig};

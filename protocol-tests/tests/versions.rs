@@ -45,6 +45,18 @@ fn every_supported_api_is_covered() {
         ApiKey::DeleteRecords,
         ApiKey::InitProducerId,
         ApiKey::DescribeConfigs,
+        // The group APIs: tests/group_versions.rs.
+        ApiKey::FindCoordinator,
+        ApiKey::JoinGroup,
+        ApiKey::SyncGroup,
+        ApiKey::Heartbeat,
+        ApiKey::LeaveGroup,
+        ApiKey::OffsetCommit,
+        ApiKey::OffsetFetch,
+        ApiKey::DescribeGroups,
+        ApiKey::ListGroups,
+        ApiKey::DeleteGroups,
+        ApiKey::OffsetDelete,
     ];
     for spec in SUPPORTED {
         assert!(covered.contains(&spec.key), "{:?} has no test", spec.key);

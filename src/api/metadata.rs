@@ -14,6 +14,8 @@ use crate::metadata::{MetadataError, TopicInfo};
 /// Kafka's "authorized operations not requested" marker.
 const AUTHORIZED_OPERATIONS_OMITTED: i32 = i32::MIN;
 
+use crate::coordinator::group::OFFSETS_TOPIC;
+
 pub fn handle(ctx: &RequestContext, req: MetadataRequest) -> MetadataResponse {
     let broker = &ctx.broker;
     let node = broker.node_id();
@@ -39,7 +41,8 @@ pub fn handle(ctx: &RequestContext, req: MetadataRequest) -> MetadataResponse {
                 };
                 let entry = match (found, by_name) {
                     (Some(info), _) => describe_topic(&info, node, ctx.version),
-                    (None, Some(name)) if may_create => {
+                    // The internal topic is created by the group coordinator.
+                    (None, Some(name)) if may_create && name != OFFSETS_TOPIC => {
                         match broker.create_topic(
                             &name,
                             broker.config.num_partitions,
@@ -136,6 +139,7 @@ fn describe_topic(info: &TopicInfo, node: i32, version: i16) -> MetadataResponse
             uuid::Uuid::nil()
         })
         .with_partitions(partitions)
+        .with_is_internal(info.name == OFFSETS_TOPIC)
         .with_topic_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED)
 }
 

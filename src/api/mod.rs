@@ -6,6 +6,7 @@
 
 mod configs;
 mod fetch;
+mod group;
 pub use fetch::FETCH_MAX_BYTES;
 mod metadata;
 mod offsets;
@@ -37,6 +38,8 @@ pub struct RequestContext {
     pub version: i16,
     pub correlation_id: i32,
     pub client_id: Option<String>,
+    /// The peer's address as Kafka reports it (`/127.0.0.1`).
+    pub client_host: String,
 }
 
 impl RequestContext {
@@ -55,7 +58,11 @@ impl RequestContext {
 }
 
 /// Applies one request (in arrival order) and returns its response future.
-pub fn dispatch(broker: &Arc<Broker>, mut frame: Bytes) -> Result<ResponseFuture, ProtocolError> {
+pub fn dispatch(
+    broker: &Arc<Broker>,
+    mut frame: Bytes,
+    peer: Option<std::net::SocketAddr>,
+) -> Result<ResponseFuture, ProtocolError> {
     let prefix = HeaderPrefix::peek(&frame)?;
     let key = ApiKey::try_from(prefix.api_key)
         .map_err(|_| ProtocolError::UnknownApiKey(prefix.api_key))?;
@@ -80,6 +87,7 @@ pub fn dispatch(broker: &Arc<Broker>, mut frame: Bytes) -> Result<ResponseFuture
         version,
         correlation_id: header.correlation_id,
         client_id: header.client_id.map(|s| s.to_string()),
+        client_host: peer.map_or_else(String::new, |p| format!("/{}", p.ip())),
     };
     let body = &mut frame;
     Ok(match key {
@@ -95,6 +103,17 @@ pub fn dispatch(broker: &Arc<Broker>, mut frame: Bytes) -> Result<ResponseFuture
         ApiKey::InitProducerId => {
             ctx.ready(&producer_id::init_producer_id(&ctx, ctx.decode(body)?))
         }
+        ApiKey::FindCoordinator => group::find_coordinator(ctx.clone(), ctx.decode(body)?),
+        ApiKey::JoinGroup => group::join_group(ctx.clone(), ctx.decode(body)?),
+        ApiKey::SyncGroup => group::sync_group(ctx.clone(), ctx.decode(body)?),
+        ApiKey::Heartbeat => group::heartbeat(ctx.clone(), ctx.decode(body)?),
+        ApiKey::LeaveGroup => group::leave_group(ctx.clone(), ctx.decode(body)?),
+        ApiKey::OffsetCommit => group::offset_commit(ctx.clone(), ctx.decode(body)?),
+        ApiKey::OffsetFetch => group::offset_fetch(ctx.clone(), ctx.decode(body)?),
+        ApiKey::OffsetDelete => group::offset_delete(ctx.clone(), ctx.decode(body)?),
+        ApiKey::DescribeGroups => group::describe_groups(ctx.clone(), ctx.decode(body)?),
+        ApiKey::ListGroups => group::list_groups(ctx.clone(), ctx.decode(body)?),
+        ApiKey::DeleteGroups => group::delete_groups(ctx.clone(), ctx.decode(body)?),
         other => {
             // The version gate admits only keys in the table, and the table
             // lists only keys handled above; reaching this is a bug.

@@ -11,6 +11,8 @@ use super::{Code, RequestContext, ResponseFuture, NO_ERROR};
 use crate::log::{now_ms, LogError, PartitionLog};
 use crate::protocol::{HeaderPrefix, ProtocolError};
 
+use crate::coordinator::group::OFFSETS_TOPIC;
+
 pub fn handle(ctx: RequestContext, req: ProduceRequest) -> ResponseFuture {
     let broker = ctx.broker.clone();
     let image = broker.metadata.image();
@@ -42,6 +44,9 @@ pub fn handle(ctx: RequestContext, req: ProduceRequest) -> ResponseFuture {
             } else if req.transactional_id.is_some() {
                 // Transactions arrive with the transaction coordinator.
                 Code::TransactionalIdAuthorizationFailed.code()
+            } else if info.is_some_and(|i| i.name == OFFSETS_TOPIC) {
+                // Only the coordinators write internal topics.
+                Code::InvalidTopicException.code()
             } else if ctx.version < 7 && p.records.as_deref().is_some_and(is_zstd) {
                 // Kafka: ZStandard needs Produce v7+ (KIP-110).
                 Code::UnsupportedCompressionType.code()

@@ -237,6 +237,29 @@ static BROKER_ID: KeyDef = KeyDef {
     doc: "Alias of node.id.",
 };
 
+/// Group coordinator settings (Kafka's `GroupCoordinatorConfig` keys).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GroupConfig {
+    /// `offsets.topic.num.partitions`.
+    pub offsets_topic_num_partitions: i32,
+    /// `offsets.topic.segment.bytes`.
+    pub offsets_topic_segment_bytes: i32,
+    /// `offsets.retention.minutes`, in ms.
+    pub offsets_retention_ms: i64,
+    /// `offsets.retention.check.interval.ms`.
+    pub offsets_retention_check_interval_ms: i64,
+    /// `group.initial.rebalance.delay.ms`.
+    pub initial_rebalance_delay_ms: i32,
+    /// `group.min.session.timeout.ms`.
+    pub min_session_timeout_ms: i32,
+    /// `group.max.session.timeout.ms`.
+    pub max_session_timeout_ms: i32,
+    /// `group.max.size`.
+    pub max_size: i32,
+    /// `offset.metadata.max.bytes`.
+    pub offset_metadata_max_bytes: i32,
+}
+
 #[derive(Clone, Debug)]
 pub struct BrokerConfig {
     pub node_id: i32,
@@ -254,6 +277,7 @@ pub struct BrokerConfig {
     pub socket_request_max_bytes: i32,
     pub max_connections: i32,
     pub topic_defaults: TopicConfig,
+    pub group: GroupConfig,
     pub cluster_id_override: Option<String>,
     /// Everything the sources supplied, known or not, so `set` can re-derive
     /// the whole config from scratch.
@@ -308,13 +332,15 @@ impl BrokerConfig {
         Self::build(supplied, cluster_id_override)
     }
 
-    /// Defaults with a loopback listener on an ephemeral port and the given
-    /// log directory.
+    /// Defaults with a loopback listener on an ephemeral port, the given log
+    /// directory, and no initial rebalance delay (as Kafka's shipped
+    /// server.properties sets it for development).
     pub fn default_for_tests(log_dir: PathBuf) -> BrokerConfig {
         let mut supplied = IndexMap::new();
         for (key, value) in [
             ("listeners", "PLAINTEXT://127.0.0.1:0".to_owned()),
             ("log.dirs", log_dir.to_string_lossy().into_owned()),
+            ("group.initial.rebalance.delay.ms", "0".to_owned()),
         ] {
             supply(&mut supplied, key.to_owned(), value, Origin::Programmatic);
         }
@@ -493,6 +519,18 @@ impl BrokerConfig {
             socket_request_max_bytes: eff.int("socket.request.max.bytes")?,
             max_connections: eff.int("max.connections")?,
             topic_defaults: eff.topic_defaults()?,
+            group: GroupConfig {
+                offsets_topic_num_partitions: eff.int("offsets.topic.num.partitions")?,
+                offsets_topic_segment_bytes: eff.int("offsets.topic.segment.bytes")?,
+                // An INT of minutes; cannot overflow once widened.
+                offsets_retention_ms: eff.num("offsets.retention.minutes") * 60_000,
+                offsets_retention_check_interval_ms: eff.num("offsets.retention.check.interval.ms"),
+                initial_rebalance_delay_ms: eff.int("group.initial.rebalance.delay.ms")?,
+                min_session_timeout_ms: eff.int("group.min.session.timeout.ms")?,
+                max_session_timeout_ms: eff.int("group.max.session.timeout.ms")?,
+                max_size: eff.int("group.max.size")?,
+                offset_metadata_max_bytes: eff.int("offset.metadata.max.bytes")?,
+            },
             cluster_id_override,
             explicit,
             supplied: SuppliedMap(supplied),

@@ -947,3 +947,142 @@ fn shipped_example_file_loads_to_the_defaults() {
     assert_eq!(c.num_partitions, d.num_partitions);
     assert_eq!(c.node_id, d.node_id);
 }
+
+#[test]
+fn group_config_defaults() {
+    let c = BrokerConfig::load(None, Vec::new(), &[]).unwrap();
+    assert_eq!(
+        c.group,
+        GroupConfig {
+            offsets_topic_num_partitions: 50,
+            offsets_topic_segment_bytes: 104_857_600,
+            offsets_retention_ms: 10_080 * 60_000,
+            offsets_retention_check_interval_ms: 600_000,
+            initial_rebalance_delay_ms: 3000,
+            min_session_timeout_ms: 6000,
+            max_session_timeout_ms: 1_800_000,
+            max_size: i32::MAX,
+            offset_metadata_max_bytes: 4096,
+        }
+    );
+    let described = c.describe(Some(&["group.max.size".to_string()]), false);
+    assert_eq!(described[0].value.as_deref(), Some("2147483647"));
+    assert_eq!(described[0].source, ConfigSource::Default);
+    assert_eq!(described[0].config_type, 3);
+}
+
+#[test]
+fn group_config_overrides() {
+    let file = TempFile::new("offsets.topic.num.partitions=3\ngroup.max.size=10\n");
+    let c = BrokerConfig::load(
+        Some(&file.0),
+        env(&[("KAFKA_OFFSETS_RETENTION_MINUTES", "2")]),
+        &flags(&[
+            "group.initial.rebalance.delay.ms=0",
+            "group.min.session.timeout.ms=100",
+            "group.max.session.timeout.ms=200",
+            "offsets.retention.check.interval.ms=1000",
+            "offsets.topic.segment.bytes=1024",
+            "offset.metadata.max.bytes=-1",
+            // Still accepted and ignored.
+            "offsets.topic.replication.factor=3",
+        ]),
+    )
+    .unwrap();
+    assert_eq!(
+        c.group,
+        GroupConfig {
+            offsets_topic_num_partitions: 3,
+            offsets_topic_segment_bytes: 1024,
+            offsets_retention_ms: 120_000,
+            offsets_retention_check_interval_ms: 1000,
+            initial_rebalance_delay_ms: 0,
+            min_session_timeout_ms: 100,
+            max_session_timeout_ms: 200,
+            max_size: 10,
+            offset_metadata_max_bytes: -1,
+        }
+    );
+    let d = c.describe(Some(&["offsets.topic.num.partitions".to_string()]), true);
+    assert_eq!(d[0].value.as_deref(), Some("3"));
+    assert_eq!(d[0].source, ConfigSource::StaticBroker);
+    assert!(defs::broker_key("offsets.topic.replication.factor").is_none());
+    assert!(defs::ACCEPTED_BROKER_KEYS.contains(&"offsets.topic.replication.factor"));
+    // The largest retention in minutes does not overflow once in ms.
+    let c = load_flags(&["offsets.retention.minutes=2147483647"]).unwrap();
+    assert_eq!(c.group.offsets_retention_ms, i64::from(i32::MAX) * 60_000);
+}
+
+#[test]
+fn group_config_bad_values_name_the_key() {
+    let minimums: &[(&str, i64)] = &[
+        ("offsets.topic.num.partitions", 1),
+        ("offsets.topic.segment.bytes", 1),
+        ("offsets.retention.minutes", 1),
+        ("offsets.retention.check.interval.ms", 1),
+        ("group.initial.rebalance.delay.ms", 0),
+        ("group.max.size", 1),
+    ];
+    for &(key, min) in minimums {
+        let below = format!("{key}={}", min - 1);
+        let e = expect_err(load_flags(&[&below]));
+        assert_eq!(key_of(&e), Some(key), "{below}: {e}");
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "invalid value '{}' for {key}: must be at least {min}",
+                min - 1
+            )
+        );
+        load_flags(&[&format!("{key}={min}")]).unwrap();
+    }
+    for case in [
+        "group.min.session.timeout.ms=six",
+        "group.max.session.timeout.ms=2147483648",
+        "offset.metadata.max.bytes=1.5",
+        "offsets.retention.minutes=2147483648",
+        "offsets.retention.check.interval.ms=",
+    ] {
+        let (key, value) = case.split_once('=').unwrap();
+        let e = expect_err(load_flags(&[case]));
+        assert_eq!(key_of(&e), Some(key), "{case}: {e}");
+        assert!(e.to_string().contains(&format!("'{value}'")), "{case}: {e}");
+    }
+}
+
+#[test]
+fn default_for_tests_has_no_initial_rebalance_delay() {
+    let c = BrokerConfig::default_for_tests(PathBuf::from("/tmp/x"));
+    assert_eq!(c.group.initial_rebalance_delay_ms, 0);
+    // Supplied like the other programmatic keys, so DescribeConfigs says so.
+    let d = c.describe(
+        Some(&["group.initial.rebalance.delay.ms".to_string()]),
+        true,
+    );
+    assert_eq!(d[0].value.as_deref(), Some("0"));
+    assert_eq!(d[0].source, ConfigSource::StaticBroker);
+    assert_eq!(
+        d[0].synonyms,
+        vec![
+            syn(
+                "group.initial.rebalance.delay.ms",
+                "0",
+                ConfigSource::StaticBroker
+            ),
+            syn(
+                "group.initial.rebalance.delay.ms",
+                "3000",
+                ConfigSource::Default
+            ),
+        ]
+    );
+    // The rest keep Kafka's defaults.
+    assert_eq!(c.group.offsets_topic_num_partitions, 50);
+    // set() re-derives from the supplied keys and keeps the 0.
+    let mut c = c;
+    c.set("group.max.size", "5").unwrap();
+    assert_eq!(
+        (c.group.max_size, c.group.initial_rebalance_delay_ms),
+        (5, 0)
+    );
+}

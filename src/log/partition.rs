@@ -458,6 +458,16 @@ impl PartitionLog {
         Ok(true)
     }
 
+    /// Starts a new segment now unless the active one is empty (used by the
+    /// coordinators to rewrite their partitions compactly).
+    pub fn roll_now(&self, now_ms: i64) -> io::Result<()> {
+        let mut state = self.state.lock();
+        if self.is_deleted() || state.segments.last().is_some_and(|s| s.is_empty()) {
+            return Ok(());
+        }
+        self.roll(&mut state, now_ms)
+    }
+
     fn roll(&self, state: &mut LogState, now_ms: i64) -> io::Result<()> {
         let new_base = state.log_end();
         state.active().seal()?;

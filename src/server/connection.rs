@@ -63,7 +63,7 @@ pub async fn serve(
                 }
             };
             let is_fetch = frame.get(..2) == Some(&FETCH_KEY[..]);
-            match api::dispatch(&broker, frame) {
+            match api::dispatch(&broker, frame, peer) {
                 Ok(reply) => {
                     fetches += usize::from(is_fetch);
                     in_flight.push_back(tag(is_fetch, reply));

@@ -1,0 +1,1276 @@
+//! One shard of the group coordinator: every group whose id hashes to one
+//! `__consumer_offsets` partition. Pure state and logic: each operation takes
+//! the time and records what must be written and which replies to send in an
+//! [`Outcome`]; the owner task (`task.rs`) writes the records and releases
+//! the replies once they are durable. Kafka's classic `GroupCoordinator`
+//! semantics; timers are deadlines checked by [`GroupShard::tick`].
+
+use std::collections::HashMap;
+
+use bytes::Bytes;
+use kafka_protocol::messages::join_group_response::JoinGroupResponseMember;
+use kafka_protocol::messages::{JoinGroupResponse, SyncGroupResponse};
+use kafka_protocol::protocol::StrBytes;
+use tokio::sync::oneshot;
+
+use super::classic::{ClassicGroup, CommittedOffset, Member};
+use super::records::{OffsetValue, RecordKey};
+use super::state::GroupState::{self, *};
+use super::SyncReply;
+use crate::api::Code;
+
+/// Kafka's fixed timeout for a new member that joined but whose join phase
+/// has not completed (`GroupCoordinator.NewMemberJoinTimeoutMs`).
+pub const NEW_MEMBER_JOIN_TIMEOUT_MS: i64 = 300_000;
+
+#[derive(Clone, Debug)]
+pub struct ShardConfig {
+    pub min_session_timeout_ms: i32,
+    pub max_session_timeout_ms: i32,
+    pub initial_rebalance_delay_ms: i32,
+    pub max_size: i32,
+    pub offset_metadata_max_bytes: i32,
+    pub offsets_retention_ms: i64,
+}
+
+impl ShardConfig {
+    pub fn from_broker(c: &crate::config::GroupConfig) -> ShardConfig {
+        ShardConfig {
+            min_session_timeout_ms: c.min_session_timeout_ms,
+            max_session_timeout_ms: c.max_session_timeout_ms,
+            initial_rebalance_delay_ms: c.initial_rebalance_delay_ms,
+            max_size: c.max_size,
+            offset_metadata_max_bytes: c.offset_metadata_max_bytes,
+            offsets_retention_ms: c.offsets_retention_ms,
+        }
+    }
+}
+
+/// A reply waiting for the outcome's records: called with `None` once they
+/// are durable, or with the error code to answer instead.
+pub type Reply = Box<dyn FnOnce(Option<i16>) + Send>;
+
+/// (key, value) records for `__consumer_offsets`; `None` is a tombstone.
+pub type Record = (Vec<u8>, Option<Vec<u8>>);
+
+#[derive(Default)]
+pub struct Outcome {
+    pub records: Vec<Record>,
+    pub replies: Vec<Reply>,
+}
+
+impl Outcome {
+    fn reply<T: Send + 'static>(&mut self, tx: oneshot::Sender<T>, value: T) {
+        self.replies.push(Box::new(move |_| {
+            let _ = tx.send(value);
+        }));
+    }
+}
+
+pub struct JoinRequest {
+    pub group_id: String,
+    pub member_id: String,
+    pub group_instance_id: Option<String>,
+    pub session_timeout_ms: i32,
+    pub rebalance_timeout_ms: i32,
+    pub protocol_type: String,
+    pub protocols: Vec<(String, Bytes)>,
+    pub client_id: String,
+    pub client_host: String,
+    /// JoinGroup v4+: a member without an id first gets MEMBER_ID_REQUIRED.
+    pub require_known_member_id: bool,
+    pub reply: oneshot::Sender<JoinGroupResponse>,
+}
+
+pub struct SyncRequest {
+    pub group_id: String,
+    pub generation: i32,
+    pub member_id: String,
+    pub group_instance_id: Option<String>,
+    pub protocol_type: Option<String>,
+    pub protocol_name: Option<String>,
+    pub assignments: Vec<(String, Bytes)>,
+    pub reply: SyncReply,
+}
+
+pub struct MemberRef {
+    pub member_id: String,
+    pub group_instance_id: Option<String>,
+}
+
+pub struct CommitPartition {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    pub leader_epoch: i32,
+    pub metadata: Option<String>,
+    /// An error the API layer already decided (e.g. unknown topic).
+    pub error: i16,
+}
+
+pub struct CommitRequest {
+    pub group_id: String,
+    pub generation: i32,
+    pub member_id: String,
+    pub group_instance_id: Option<String>,
+    /// OffsetCommit v2-v4 retention time; -1 for the broker's default.
+    pub retention_ms: i64,
+    pub partitions: Vec<CommitPartition>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FetchedOffset {
+    pub partition: i32,
+    pub offset: i64,
+    pub leader_epoch: i32,
+    pub metadata: String,
+}
+
+#[derive(Clone, Debug)]
+pub struct GroupDescription {
+    pub state: GroupState,
+    pub protocol_type: String,
+    pub protocol: String,
+    /// (member id, instance id, client id, client host, metadata, assignment)
+    pub members: Vec<DescribedMember>,
+}
+
+#[derive(Clone, Debug)]
+pub struct DescribedMember {
+    pub member_id: String,
+    pub group_instance_id: Option<String>,
+    pub client_id: String,
+    pub client_host: String,
+    pub metadata: Bytes,
+    pub assignment: Bytes,
+}
+
+#[derive(Clone, Debug)]
+pub struct GroupListing {
+    pub group_id: String,
+    pub protocol_type: String,
+    pub state: GroupState,
+}
+
+fn s(v: &str) -> StrBytes {
+    StrBytes::from_string(v.to_owned())
+}
+
+fn join_error(code: i16, member_id: &str) -> JoinGroupResponse {
+    let mut r = JoinGroupResponse::default();
+    r.error_code = code;
+    r.generation_id = -1;
+    r.member_id = s(member_id);
+    r
+}
+
+fn sync_error(code: i16) -> SyncGroupResponse {
+    let mut r = SyncGroupResponse::default();
+    r.error_code = code;
+    r
+}
+
+fn offset_key(group: &str, topic: &str, partition: i32) -> Vec<u8> {
+    RecordKey::Offset {
+        group: group.to_owned(),
+        topic: topic.to_owned(),
+        partition,
+    }
+    .encode()
+}
+
+fn group_key(group: &str) -> Vec<u8> {
+    RecordKey::Group {
+        group: group.to_owned(),
+    }
+    .encode()
+}
+
+fn offset_record(group: &str, topic: &str, partition: i32, c: &CommittedOffset) -> Record {
+    let value = OffsetValue {
+        offset: c.offset,
+        leader_epoch: c.leader_epoch,
+        metadata: c.metadata.clone(),
+        commit_timestamp: c.commit_timestamp,
+        expire_timestamp: c.expire_timestamp,
+    };
+    (offset_key(group, topic, partition), Some(value.encode()))
+}
+
+pub struct GroupShard {
+    pub partition: i32,
+    config: ShardConfig,
+    groups: HashMap<String, ClassicGroup>,
+}
+
+impl GroupShard {
+    pub fn new(partition: i32, config: ShardConfig) -> GroupShard {
+        GroupShard {
+            partition,
+            config,
+            groups: HashMap::new(),
+        }
+    }
+
+    pub fn group(&self, id: &str) -> Option<&ClassicGroup> {
+        self.groups.get(id)
+    }
+
+    pub fn group_count(&self) -> usize {
+        self.groups.len()
+    }
+
+    /// Records currently live in the shard's state (what a compacted log
+    /// would keep).
+    pub fn live_records(&self) -> usize {
+        self.groups
+            .values()
+            .map(|g| g.offsets.len() + usize::from(g.last_stored.is_some()))
+            .sum()
+    }
+
+    // ---- replay ------------------------------------------------------
+
+    /// Applies one record read back from the partition (start-up replay).
+    pub fn replay(&mut self, key: &[u8], value: Option<&[u8]>, now: i64) {
+        let key = match RecordKey::decode(key) {
+            Ok(Some(k)) => k,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::warn!(
+                    partition = self.partition,
+                    "skipping unreadable group record key: {e}"
+                );
+                return;
+            }
+        };
+        match key {
+            RecordKey::Offset {
+                group,
+                topic,
+                partition,
+            } => match value {
+                None => {
+                    if let Some(g) = self.groups.get_mut(&group) {
+                        g.offsets.remove(&(topic, partition));
+                    }
+                }
+                Some(v) => match OffsetValue::decode(v) {
+                    Ok(v) => {
+                        let g = self
+                            .groups
+                            .entry(group.clone())
+                            .or_insert_with(|| ClassicGroup::new(group, now));
+                        g.offsets.insert(
+                            (topic, partition),
+                            CommittedOffset {
+                                offset: v.offset,
+                                leader_epoch: v.leader_epoch,
+                                metadata: v.metadata,
+                                commit_timestamp: v.commit_timestamp,
+                                expire_timestamp: v.expire_timestamp,
+                            },
+                        );
+                    }
+                    Err(e) => tracing::warn!(%group, "skipping unreadable offset record: {e}"),
+                },
+            },
+            RecordKey::Group { group } => match value {
+                None => {
+                    self.groups.remove(&group);
+                }
+                Some(v) => match super::records::GroupValue::decode(v) {
+                    Ok(v) => {
+                        let g = self
+                            .groups
+                            .entry(group.clone())
+                            .or_insert_with(|| ClassicGroup::new(group, now));
+                        g.load(v, now);
+                    }
+                    Err(e) => tracing::warn!(%group, "skipping unreadable group record: {e}"),
+                },
+            },
+        }
+    }
+
+    /// Every live record, for rewriting the partition compactly.
+    pub fn snapshot(&self) -> Vec<Record> {
+        let mut out = Vec::new();
+        let mut ids: Vec<&String> = self.groups.keys().collect();
+        ids.sort();
+        for id in ids {
+            let g = &self.groups[id];
+            if let Some(v) = &g.last_stored {
+                out.push((group_key(id), Some(v.encode())));
+            }
+            for ((topic, partition), c) in &g.offsets {
+                out.push(offset_record(id, topic, *partition, c));
+            }
+        }
+        out
+    }
+
+    // ---- JoinGroup ---------------------------------------------------
+
+    pub fn join(&mut self, req: JoinRequest, now: i64, out: &mut Outcome) {
+        let cfg = &self.config;
+        if req.group_id.is_empty() {
+            return out.reply(
+                req.reply,
+                join_error(Code::InvalidGroupId.code(), &req.member_id),
+            );
+        }
+        if req.session_timeout_ms < cfg.min_session_timeout_ms
+            || req.session_timeout_ms > cfg.max_session_timeout_ms
+        {
+            let code = Code::InvalidSessionTimeout.code();
+            return out.reply(req.reply, join_error(code, &req.member_id));
+        }
+        let unknown = req.member_id.is_empty();
+        if !self.groups.contains_key(&req.group_id) {
+            if !unknown {
+                let code = Code::UnknownMemberId.code();
+                return out.reply(req.reply, join_error(code, &req.member_id));
+            }
+            self.groups.insert(
+                req.group_id.clone(),
+                ClassicGroup::new(req.group_id.clone(), now),
+            );
+        }
+        let max_size = cfg.max_size;
+        let initial_delay = cfg.initial_rebalance_delay_ms as i64;
+        let group = self.groups.get_mut(&req.group_id).expect("just ensured");
+        if group.is(Dead) {
+            let code = Code::CoordinatorNotAvailable.code();
+            return out.reply(req.reply, join_error(code, &req.member_id));
+        }
+        if unknown {
+            join_new_member(group, req, max_size, initial_delay, now, out);
+        } else {
+            join_existing_member(group, req, initial_delay, now, out);
+        }
+        if group.is(PreparingRebalance)
+            && group.initial_delay_remaining.is_none()
+            && group.all_members_joined()
+        {
+            complete_join(group, now, out);
+        }
+    }
+
+    // ---- SyncGroup ---------------------------------------------------
+
+    pub fn sync(&mut self, req: SyncRequest, now: i64, out: &mut Outcome) {
+        let Some(group) = self.groups.get_mut(&req.group_id) else {
+            return out.reply(req.reply, sync_error(Code::UnknownMemberId.code()));
+        };
+        if group.is(Dead) {
+            return out.reply(req.reply, sync_error(Code::CoordinatorNotAvailable.code()));
+        }
+        if group.is_fenced(req.group_instance_id.as_deref(), &req.member_id) {
+            return out.reply(req.reply, sync_error(Code::FencedInstanceId.code()));
+        }
+        if !group.members.contains_key(&req.member_id) {
+            return out.reply(req.reply, sync_error(Code::UnknownMemberId.code()));
+        }
+        if req.generation != group.generation {
+            return out.reply(req.reply, sync_error(Code::IllegalGeneration.code()));
+        }
+        let type_mismatch = req
+            .protocol_type
+            .as_ref()
+            .is_some_and(|t| group.protocol_type.as_ref() != Some(t));
+        let name_mismatch = req
+            .protocol_name
+            .as_ref()
+            .is_some_and(|n| group.protocol_name.as_ref() != Some(n));
+        if type_mismatch || name_mismatch {
+            return out.reply(
+                req.reply,
+                sync_error(Code::InconsistentGroupProtocol.code()),
+            );
+        }
+        match group.state {
+            Empty | Dead => out.reply(req.reply, sync_error(Code::UnknownMemberId.code())),
+            PreparingRebalance => {
+                out.reply(req.reply, sync_error(Code::RebalanceInProgress.code()))
+            }
+            CompletingRebalance => {
+                group.pending_sync.remove(&req.member_id);
+                let is_leader = group.is_leader(&req.member_id);
+                let member = group.members.get_mut(&req.member_id).expect("checked");
+                member.heartbeat_deadline = now + member.session_timeout_ms as i64;
+                member.awaiting_sync = Some(req.reply);
+                if is_leader {
+                    let assignments: HashMap<String, Bytes> = req.assignments.into_iter().collect();
+                    for m in group.members.values_mut() {
+                        m.assignment = assignments.get(&m.member_id).cloned().unwrap_or_default();
+                    }
+                    group.transition(Stable, now);
+                    store_group(group, out);
+                    let protocol_type = group.protocol_type.clone();
+                    let protocol_name = group.protocol_name.clone();
+                    for m in group.members.values_mut() {
+                        if let Some(tx) = m.awaiting_sync.take() {
+                            let mut resp = SyncGroupResponse::default();
+                            resp.assignment = m.assignment.clone();
+                            resp.protocol_type = protocol_type.as_deref().map(s);
+                            resp.protocol_name = protocol_name.as_deref().map(s);
+                            out.replies.push(Box::new(move |err| {
+                                let _ = tx.send(match err {
+                                    None => resp,
+                                    Some(code) => sync_error(code),
+                                });
+                            }));
+                        }
+                    }
+                }
+            }
+            Stable => {
+                group.pending_sync.remove(&req.member_id);
+                let member = group.members.get_mut(&req.member_id).expect("checked");
+                member.heartbeat_deadline = now + member.session_timeout_ms as i64;
+                let mut resp = SyncGroupResponse::default();
+                resp.assignment = member.assignment.clone();
+                resp.protocol_type = group.protocol_type.as_deref().map(s);
+                resp.protocol_name = group.protocol_name.as_deref().map(s);
+                out.reply(req.reply, resp);
+            }
+        }
+    }
+
+    // ---- Heartbeat ---------------------------------------------------
+
+    pub fn heartbeat(
+        &mut self,
+        group_id: &str,
+        generation: i32,
+        member_id: &str,
+        instance: Option<&str>,
+        now: i64,
+    ) -> i16 {
+        let Some(group) = self.groups.get_mut(group_id) else {
+            return Code::UnknownMemberId.code();
+        };
+        if group.is(Dead) {
+            return Code::CoordinatorNotAvailable.code();
+        }
+        if group.is_fenced(instance, member_id) {
+            return Code::FencedInstanceId.code();
+        }
+        let Some(member) = group.members.get_mut(member_id) else {
+            return Code::UnknownMemberId.code();
+        };
+        if generation != group.generation {
+            return Code::IllegalGeneration.code();
+        }
+        match group.state {
+            Empty | Dead => Code::UnknownMemberId.code(),
+            CompletingRebalance | Stable => {
+                member.heartbeat_deadline = now + member.session_timeout_ms as i64;
+                crate::api::NO_ERROR
+            }
+            PreparingRebalance => {
+                member.heartbeat_deadline = now + member.session_timeout_ms as i64;
+                Code::RebalanceInProgress.code()
+            }
+        }
+    }
+
+    // ---- LeaveGroup --------------------------------------------------
+
+    /// Top-level error, or one error per member (in request order).
+    pub fn leave(
+        &mut self,
+        group_id: &str,
+        members: &[MemberRef],
+        now: i64,
+        out: &mut Outcome,
+    ) -> Result<Vec<i16>, i16> {
+        let Some(group) = self.groups.get_mut(group_id) else {
+            return Ok(vec![Code::UnknownMemberId.code(); members.len()]);
+        };
+        if group.is(Dead) {
+            return Err(Code::CoordinatorNotAvailable.code());
+        }
+        let mut errors = Vec::with_capacity(members.len());
+        for m in members {
+            let instance = m.group_instance_id.as_deref();
+            let code = if !m.member_id.is_empty() && group.is_fenced(instance, &m.member_id) {
+                Code::FencedInstanceId.code()
+            } else if group.pending_members.remove(&m.member_id).is_some() {
+                maybe_complete_join(group, now, out);
+                crate::api::NO_ERROR
+            } else {
+                let target = if group.members.contains_key(&m.member_id) {
+                    Some(m.member_id.clone())
+                } else {
+                    instance.and_then(|i| group.static_members.get(i).cloned())
+                };
+                match target {
+                    Some(id) => {
+                        tracing::info!(group = %group.id, member = %id, "member left the group");
+                        remove_member_and_update(group, &id, now, out);
+                        crate::api::NO_ERROR
+                    }
+                    None => Code::UnknownMemberId.code(),
+                }
+            };
+            errors.push(code);
+        }
+        Ok(errors)
+    }
+
+    // ---- OffsetCommit ------------------------------------------------
+
+    /// Per-partition error codes (request order), applied now; the caller
+    /// answers once `out`'s records are durable.
+    pub fn commit(&mut self, req: CommitRequest, now: i64, out: &mut Outcome) -> Vec<i16> {
+        let all = |code: i16| vec![code; req.partitions.len()];
+        if req.group_id.is_empty() {
+            return all(Code::InvalidGroupId.code());
+        }
+        if !self.groups.contains_key(&req.group_id) {
+            if req.generation >= 0 {
+                return all(Code::IllegalGeneration.code());
+            }
+            // A group that uses Kafka only to store offsets (assign()).
+            self.groups.insert(
+                req.group_id.clone(),
+                ClassicGroup::new(req.group_id.clone(), now),
+            );
+        }
+        let group = self.groups.get_mut(&req.group_id).expect("just ensured");
+        let instance = req.group_instance_id.as_deref();
+        let check = if group.is(Dead) {
+            Err(Code::CoordinatorNotAvailable.code())
+        } else if group.is_fenced(instance, &req.member_id) {
+            Err(Code::FencedInstanceId.code())
+        } else if req.generation < 0 && group.is(Empty) {
+            Ok(())
+        } else if group.is(CompletingRebalance) {
+            Err(Code::RebalanceInProgress.code())
+        } else if !group.members.contains_key(&req.member_id) {
+            Err(Code::UnknownMemberId.code())
+        } else if req.generation != group.generation {
+            Err(Code::IllegalGeneration.code())
+        } else {
+            let member = group.members.get_mut(&req.member_id).expect("checked");
+            member.heartbeat_deadline = now + member.session_timeout_ms as i64;
+            Ok(())
+        };
+        if let Err(code) = check {
+            return all(code);
+        }
+        let max_metadata = self.config.offset_metadata_max_bytes as usize;
+        let expire = (req.retention_ms >= 0).then(|| now.saturating_add(req.retention_ms));
+        let mut errors = Vec::with_capacity(req.partitions.len());
+        for p in req.partitions {
+            if p.error != crate::api::NO_ERROR {
+                errors.push(p.error);
+                continue;
+            }
+            let metadata = p.metadata.unwrap_or_default();
+            if metadata.len() > max_metadata {
+                errors.push(Code::OffsetMetadataTooLarge.code());
+                continue;
+            }
+            let c = CommittedOffset {
+                offset: p.offset,
+                leader_epoch: p.leader_epoch,
+                metadata,
+                commit_timestamp: now,
+                expire_timestamp: expire,
+            };
+            out.records
+                .push(offset_record(&group.id, &p.topic, p.partition, &c));
+            group.offsets.insert((p.topic, p.partition), c);
+            errors.push(crate::api::NO_ERROR);
+        }
+        errors
+    }
+
+    // ---- OffsetFetch -------------------------------------------------
+
+    /// Committed offsets of `topics` (every committed one when `None`).
+    pub fn fetch_offsets(
+        &self,
+        group_id: &str,
+        topics: Option<&[(String, Vec<i32>)]>,
+    ) -> Vec<(String, Vec<FetchedOffset>)> {
+        let group = self.groups.get(group_id).filter(|g| !g.is(Dead));
+        let missing = |partition| FetchedOffset {
+            partition,
+            offset: -1,
+            leader_epoch: -1,
+            metadata: String::new(),
+        };
+        let found = |partition, c: &CommittedOffset| FetchedOffset {
+            partition,
+            offset: c.offset,
+            leader_epoch: c.leader_epoch,
+            metadata: c.metadata.clone(),
+        };
+        match topics {
+            Some(topics) => topics
+                .iter()
+                .map(|(topic, partitions)| {
+                    let offsets = partitions
+                        .iter()
+                        .map(|&p| {
+                            group
+                                .and_then(|g| g.offsets.get(&(topic.clone(), p)))
+                                .map_or_else(|| missing(p), |c| found(p, c))
+                        })
+                        .collect();
+                    (topic.clone(), offsets)
+                })
+                .collect(),
+            None => {
+                let mut out: Vec<(String, Vec<FetchedOffset>)> = Vec::new();
+                for ((topic, p), c) in group.iter().flat_map(|g| g.offsets.iter()) {
+                    match out.last_mut() {
+                        Some((t, v)) if t == topic => v.push(found(*p, c)),
+                        _ => out.push((topic.clone(), vec![found(*p, c)])),
+                    }
+                }
+                out
+            }
+        }
+    }
+
+    // ---- DescribeGroups / ListGroups ---------------------------------
+
+    pub fn describe(&self, group_id: &str) -> Option<GroupDescription> {
+        let g = self.groups.get(group_id).filter(|g| !g.is(Dead))?;
+        let stable = g.is(Stable);
+        let protocol = if stable {
+            g.protocol_name.clone().unwrap_or_default()
+        } else {
+            String::new()
+        };
+        let members = g
+            .members
+            .values()
+            .map(|m| DescribedMember {
+                member_id: m.member_id.clone(),
+                group_instance_id: m.group_instance_id.clone(),
+                client_id: m.client_id.clone(),
+                client_host: m.client_host.clone(),
+                metadata: if stable {
+                    m.metadata_for(&protocol)
+                } else {
+                    Bytes::new()
+                },
+                assignment: if stable {
+                    m.assignment.clone()
+                } else {
+                    Bytes::new()
+                },
+            })
+            .collect();
+        Some(GroupDescription {
+            state: g.state,
+            protocol_type: g.protocol_type.clone().unwrap_or_default(),
+            protocol,
+            members,
+        })
+    }
+
+    pub fn list(&self) -> Vec<GroupListing> {
+        self.groups
+            .values()
+            .filter(|g| !g.is(Dead))
+            .map(|g| GroupListing {
+                group_id: g.id.clone(),
+                protocol_type: g.protocol_type.clone().unwrap_or_default(),
+                state: g.state,
+            })
+            .collect()
+    }
+
+    // ---- DeleteGroups / OffsetDelete ---------------------------------
+
+    pub fn delete_group(&mut self, group_id: &str, now: i64, out: &mut Outcome) -> i16 {
+        if group_id.is_empty() {
+            return Code::InvalidGroupId.code();
+        }
+        let Some(group) = self.groups.get_mut(group_id) else {
+            return Code::GroupIdNotFound.code();
+        };
+        match group.state {
+            Dead => Code::GroupIdNotFound.code(),
+            Empty => {
+                for (topic, partition) in group.offsets.keys() {
+                    out.records
+                        .push((offset_key(group_id, topic, *partition), None));
+                }
+                out.records.push((group_key(group_id), None));
+                group.transition(Dead, now);
+                self.groups.remove(group_id);
+                tracing::info!(group = group_id, "deleted group");
+                crate::api::NO_ERROR
+            }
+            _ => Code::NonEmptyGroup.code(),
+        }
+    }
+
+    /// Top-level error, or per (topic, partition) errors in request order.
+    pub fn delete_offsets(
+        &mut self,
+        group_id: &str,
+        partitions: &[(String, i32)],
+        out: &mut Outcome,
+    ) -> Result<Vec<i16>, i16> {
+        let Some(group) = self.groups.get_mut(group_id).filter(|g| !g.is(Dead)) else {
+            return Err(Code::GroupIdNotFound.code());
+        };
+        let consumer = group.protocol_type.as_deref() == Some("consumer");
+        if !consumer && !group.is(Empty) {
+            return Err(Code::NonEmptyGroup.code());
+        }
+        let subscribed = if group.is(Empty) {
+            Default::default()
+        } else {
+            group.subscribed_topics().unwrap_or_default()
+        };
+        let mut errors = Vec::with_capacity(partitions.len());
+        for (topic, partition) in partitions {
+            if subscribed.contains(topic) {
+                errors.push(Code::GroupSubscribedToTopic.code());
+                continue;
+            }
+            if group.offsets.remove(&(topic.clone(), *partition)).is_some() {
+                out.records
+                    .push((offset_key(group_id, topic, *partition), None));
+            }
+            errors.push(crate::api::NO_ERROR);
+        }
+        Ok(errors)
+    }
+
+    // ---- timers ------------------------------------------------------
+
+    /// The earliest deadline of any timer, if one is set.
+    pub fn next_deadline(&self) -> Option<i64> {
+        let mut next: Option<i64> = None;
+        let mut consider = |t: i64| next = Some(next.map_or(t, |n| n.min(t)));
+        for g in self.groups.values() {
+            for m in g.members.values() {
+                consider(m.heartbeat_deadline);
+            }
+            for &t in g.pending_members.values() {
+                consider(t);
+            }
+            if let Some(t) = g.join_deadline {
+                consider(t);
+            }
+            if let (Some(t), false) = (g.sync_deadline, g.pending_sync.is_empty()) {
+                consider(t);
+            }
+        }
+        next
+    }
+
+    /// Fires every timer due at `now`: session expiry, pending-member
+    /// expiry, the end of a join phase, the end of a sync phase.
+    pub fn tick(&mut self, now: i64, out: &mut Outcome) {
+        for group in self.groups.values_mut() {
+            // Pending (MEMBER_ID_REQUIRED) ids that never came back.
+            let before = group.pending_members.len();
+            group.pending_members.retain(|_, deadline| *deadline > now);
+            if group.pending_members.len() != before {
+                maybe_complete_join(group, now, out);
+            }
+            // Session timeouts.
+            let expired: Vec<String> = group
+                .members
+                .values_mut()
+                .filter(|m| m.heartbeat_deadline <= now)
+                .filter_map(|m| {
+                    if !m.is_new && (m.awaiting_join.is_some() || m.awaiting_sync.is_some()) {
+                        // Waiting in a rebalance counts as alive.
+                        m.heartbeat_deadline = now + m.session_timeout_ms as i64;
+                        None
+                    } else {
+                        Some(m.member_id.clone())
+                    }
+                })
+                .collect();
+            for id in expired {
+                tracing::info!(group = %group.id, member = %id, "member session expired");
+                remove_member_and_update(group, &id, now, out);
+            }
+            // The end of a join phase.
+            if group.is(PreparingRebalance) && group.join_deadline.is_some_and(|t| t <= now) {
+                let initial = group.initial_delay_remaining.take();
+                let delay = self.config.initial_rebalance_delay_ms as i64;
+                match initial {
+                    Some(remaining) if group.new_member_added && remaining > 0 && delay > 0 => {
+                        // Kafka's InitialDelayedJoin: another member came; wait
+                        // once more, within the rebalance timeout.
+                        group.new_member_added = false;
+                        let delay = delay.min(remaining);
+                        group.join_deadline = Some(now + delay);
+                        group.initial_delay_remaining = Some((remaining - delay).max(0));
+                    }
+                    _ => complete_join(group, now, out),
+                }
+            }
+            // The end of a sync phase: members that never synced are removed.
+            if matches!(group.state, CompletingRebalance | Stable)
+                && !group.pending_sync.is_empty()
+                && group.sync_deadline.is_some_and(|t| t <= now)
+            {
+                let laggards: Vec<String> = group.pending_sync.drain().collect();
+                for id in laggards {
+                    tracing::info!(group = %group.id, member = %id, "member did not sync in time");
+                    remove_member_and_update(group, &id, now, out);
+                }
+            }
+        }
+    }
+
+    /// Offsets retention (`offsets.retention.minutes`) and removal of empty
+    /// groups with no offsets left. Returns how many offsets expired.
+    pub fn expire_offsets(&mut self, now: i64, out: &mut Outcome) -> usize {
+        let retention = self.config.offsets_retention_ms;
+        let mut expired_total = 0;
+        let mut dead = Vec::new();
+        for group in self.groups.values_mut() {
+            let subscribed = if group.is(Empty) {
+                None
+            } else {
+                group.subscribed_topics()
+            };
+            // Without the consumer protocol and members, the base is the
+            // commit time; an empty consumer group counts from when it
+            // became empty (KIP-211).
+            let empty_since = if group.is(Empty) && group.protocol_type.is_some() {
+                group.state_timestamp
+            } else {
+                None
+            };
+            let has_members = !group.members.is_empty();
+            let expired: Vec<(String, i32)> = group
+                .offsets
+                .iter()
+                .filter(|((topic, _), c)| {
+                    if let Some(expire) = c.expire_timestamp {
+                        return now >= expire;
+                    }
+                    if has_members {
+                        // Only topics the group no longer consumes expire.
+                        match &subscribed {
+                            Some(topics) if !topics.contains(topic) => {}
+                            _ => return false,
+                        }
+                    }
+                    let base = empty_since.unwrap_or(c.commit_timestamp);
+                    now - base >= retention
+                })
+                .map(|(k, _)| k.clone())
+                .collect();
+            for (topic, partition) in expired {
+                group.offsets.remove(&(topic.clone(), partition));
+                out.records
+                    .push((offset_key(&group.id, &topic, partition), None));
+                expired_total += 1;
+            }
+            if group.is(Empty) && group.offsets.is_empty() && group.pending_members.is_empty() {
+                group.transition(Dead, now);
+                dead.push(group.id.clone());
+                if group.persisted {
+                    out.records.push((group_key(&group.id), None));
+                }
+            }
+        }
+        for id in dead {
+            self.groups.remove(&id);
+        }
+        expired_total
+    }
+}
+
+// ---- the rebalance protocol, on one group ----------------------------
+
+fn current_join_response(group: &ClassicGroup, member_id: &str) -> JoinGroupResponse {
+    let mut r = JoinGroupResponse::default();
+    r.generation_id = group.generation;
+    r.protocol_type = group.protocol_type.as_deref().map(s);
+    r.protocol_name = group.protocol_name.as_deref().map(s);
+    r.leader = s(group.leader.as_deref().unwrap_or(""));
+    r.member_id = s(member_id);
+    if group.is_leader(member_id) {
+        let protocol = group.protocol_name.as_deref().unwrap_or("");
+        r.members = group
+            .members
+            .values()
+            .map(|m| {
+                let mut jm = JoinGroupResponseMember::default();
+                jm.member_id = s(&m.member_id);
+                jm.group_instance_id = m.group_instance_id.as_deref().map(s);
+                jm.metadata = m.metadata_for(protocol);
+                jm
+            })
+            .collect();
+    }
+    r
+}
+
+fn join_new_member(
+    group: &mut ClassicGroup,
+    req: JoinRequest,
+    max_size: i32,
+    initial_delay: i64,
+    now: i64,
+    out: &mut Outcome,
+) {
+    if !group.supports_protocols(&req.protocol_type, &req.protocols) {
+        let code = Code::InconsistentGroupProtocol.code();
+        return out.reply(req.reply, join_error(code, &req.member_id));
+    }
+    let size = group.members.len() + group.pending_members.len();
+    let replacing = req
+        .group_instance_id
+        .as_ref()
+        .is_some_and(|i| group.static_members.contains_key(i));
+    if !replacing && size >= max_size.max(0) as usize {
+        let code = Code::GroupMaxSizeReached.code();
+        return out.reply(req.reply, join_error(code, &req.member_id));
+    }
+    let prefix = req.group_instance_id.as_deref().unwrap_or(&req.client_id);
+    let new_id = format!("{prefix}-{}", uuid::Uuid::new_v4());
+    if let Some(instance) = req.group_instance_id.clone() {
+        match group.static_members.get(&instance).cloned() {
+            Some(old_id) => {
+                replace_static_member(group, req, &old_id, new_id, now, initial_delay, out)
+            }
+            None => add_member_and_rebalance(group, req, new_id, now, initial_delay, out),
+        }
+    } else if req.require_known_member_id {
+        // KIP-394: the member must come back with this id, so a client that
+        // times out mid-join does not leave a ghost member behind.
+        group
+            .pending_members
+            .insert(new_id.clone(), now + req.session_timeout_ms as i64);
+        out.reply(
+            req.reply,
+            join_error(Code::MemberIdRequired.code(), &new_id),
+        );
+    } else {
+        add_member_and_rebalance(group, req, new_id, now, initial_delay, out);
+    }
+}
+
+fn join_existing_member(
+    group: &mut ClassicGroup,
+    req: JoinRequest,
+    initial_delay: i64,
+    now: i64,
+    out: &mut Outcome,
+) {
+    let member_id = req.member_id.clone();
+    if group.pending_members.contains_key(&member_id) {
+        if !group.supports_protocols(&req.protocol_type, &req.protocols) {
+            let code = Code::InconsistentGroupProtocol.code();
+            return out.reply(req.reply, join_error(code, &member_id));
+        }
+        group.pending_members.remove(&member_id);
+        return add_member_and_rebalance(group, req, member_id, now, initial_delay, out);
+    }
+    if group.is_fenced(req.group_instance_id.as_deref(), &member_id) {
+        return out.reply(
+            req.reply,
+            join_error(Code::FencedInstanceId.code(), &member_id),
+        );
+    }
+    if !group.members.contains_key(&member_id) {
+        return out.reply(
+            req.reply,
+            join_error(Code::UnknownMemberId.code(), &member_id),
+        );
+    }
+    if !group.supports_protocols(&req.protocol_type, &req.protocols) {
+        let code = Code::InconsistentGroupProtocol.code();
+        return out.reply(req.reply, join_error(code, &member_id));
+    }
+    let same = group.members[&member_id].protocols_match(&req.protocols);
+    match group.state {
+        PreparingRebalance => update_member_and_rebalance(group, req, now, initial_delay, out),
+        CompletingRebalance if same => {
+            let resp = current_join_response(group, &member_id);
+            out.reply(req.reply, resp);
+        }
+        CompletingRebalance => update_member_and_rebalance(group, req, now, initial_delay, out),
+        Stable if same && !group.is_leader(&member_id) => {
+            let member = group.members.get_mut(&member_id).expect("checked");
+            member.heartbeat_deadline = now + member.session_timeout_ms as i64;
+            let mut resp = current_join_response(group, &member_id);
+            resp.members.clear();
+            out.reply(req.reply, resp);
+        }
+        Stable => update_member_and_rebalance(group, req, now, initial_delay, out),
+        Empty | Dead => out.reply(
+            req.reply,
+            join_error(Code::UnknownMemberId.code(), &member_id),
+        ),
+    }
+}
+
+fn add_member_and_rebalance(
+    group: &mut ClassicGroup,
+    req: JoinRequest,
+    member_id: String,
+    now: i64,
+    initial_delay: i64,
+    out: &mut Outcome,
+) {
+    let member = Member {
+        member_id,
+        group_instance_id: req.group_instance_id,
+        client_id: req.client_id,
+        client_host: req.client_host,
+        rebalance_timeout_ms: req.rebalance_timeout_ms,
+        session_timeout_ms: req.session_timeout_ms,
+        protocol_type: req.protocol_type,
+        protocols: req.protocols,
+        assignment: Bytes::new(),
+        awaiting_join: Some(req.reply),
+        awaiting_sync: None,
+        is_new: true,
+        heartbeat_deadline: now + NEW_MEMBER_JOIN_TIMEOUT_MS,
+    };
+    if group.is(PreparingRebalance) && group.generation == 0 {
+        group.new_member_added = true;
+    }
+    group.add_member(member);
+    maybe_prepare_rebalance(group, now, initial_delay, out);
+}
+
+fn update_member_and_rebalance(
+    group: &mut ClassicGroup,
+    req: JoinRequest,
+    now: i64,
+    initial_delay: i64,
+    out: &mut Outcome,
+) {
+    let member = group
+        .members
+        .get_mut(&req.member_id)
+        .expect("checked by caller");
+    member.protocols = req.protocols;
+    member.rebalance_timeout_ms = req.rebalance_timeout_ms;
+    member.session_timeout_ms = req.session_timeout_ms;
+    member.heartbeat_deadline = now + req.session_timeout_ms as i64;
+    if let Some(old) = member.awaiting_join.replace(req.reply) {
+        // A second join while the first still waits: the first is superseded.
+        let _ = old.send(join_error(Code::RebalanceInProgress.code(), &req.member_id));
+    }
+    maybe_prepare_rebalance(group, now, initial_delay, out);
+}
+
+/// A static member rejoined with a new member id: the old id is fenced.
+fn replace_static_member(
+    group: &mut ClassicGroup,
+    req: JoinRequest,
+    old_id: &str,
+    new_id: String,
+    now: i64,
+    initial_delay: i64,
+    out: &mut Outcome,
+) {
+    let current_leader = group.leader.clone();
+    let Some(mut member) = group.members.shift_remove(old_id) else {
+        return add_member_and_rebalance(group, req, new_id, now, initial_delay, out);
+    };
+    if let Some(tx) = member.awaiting_join.take() {
+        let _ = tx.send(join_error(Code::FencedInstanceId.code(), old_id));
+    }
+    if let Some(tx) = member.awaiting_sync.take() {
+        let _ = tx.send(sync_error(Code::FencedInstanceId.code()));
+    }
+    let was_pending_sync = group.pending_sync.remove(old_id);
+    member.member_id = new_id.clone();
+    member.protocols = req.protocols;
+    member.rebalance_timeout_ms = req.rebalance_timeout_ms;
+    member.session_timeout_ms = req.session_timeout_ms;
+    member.client_id = req.client_id;
+    member.client_host = req.client_host;
+    member.heartbeat_deadline = now + req.session_timeout_ms as i64;
+    if group.leader.as_deref() == Some(old_id) {
+        group.leader = Some(new_id.clone());
+    }
+    if was_pending_sync {
+        group.pending_sync.insert(new_id.clone());
+    }
+    if let Some(instance) = &member.group_instance_id {
+        group
+            .static_members
+            .insert(instance.clone(), new_id.clone());
+    }
+    group.members.insert(new_id.clone(), member);
+    tracing::info!(group = %group.id, old = old_id, new = %new_id, "static member replaced");
+    match group.state {
+        Stable if group.select_protocol() == group.protocol_name => {
+            // Nothing the assignment depends on changed: persist the new id
+            // and hand back the current generation without a rebalance. The
+            // old leader id is returned so the member does not assign.
+            store_group(group, out);
+            let mut resp = current_join_response(group, &new_id);
+            resp.members.clear();
+            resp.leader = s(current_leader.as_deref().unwrap_or(""));
+            let tx = req.reply;
+            out.replies.push(Box::new(move |err| {
+                let _ = tx.send(match err {
+                    None => resp,
+                    Some(code) => join_error(code, &new_id),
+                });
+            }));
+        }
+        PreparingRebalance => {
+            let m = group.members.get_mut(&new_id).expect("inserted");
+            m.awaiting_join = Some(req.reply);
+        }
+        _ => {
+            let m = group.members.get_mut(&new_id).expect("inserted");
+            m.awaiting_join = Some(req.reply);
+            maybe_prepare_rebalance(group, now, initial_delay, out);
+        }
+    }
+}
+
+fn maybe_prepare_rebalance(
+    group: &mut ClassicGroup,
+    now: i64,
+    initial_delay: i64,
+    out: &mut Outcome,
+) {
+    if matches!(group.state, Stable | CompletingRebalance | Empty) {
+        prepare_rebalance(group, now, initial_delay, out);
+    }
+}
+
+fn prepare_rebalance(group: &mut ClassicGroup, now: i64, initial_delay: i64, out: &mut Outcome) {
+    if group.is(CompletingRebalance) {
+        // The assignment being synced is void: tell those waiting.
+        for m in group.members.values_mut() {
+            m.assignment = Bytes::new();
+            if let Some(tx) = m.awaiting_sync.take() {
+                out.reply(tx, sync_error(Code::RebalanceInProgress.code()));
+            }
+        }
+    }
+    group.pending_sync.clear();
+    group.sync_deadline = None;
+    let timeout = group.rebalance_timeout_ms();
+    if group.is(Empty) {
+        group.join_deadline = Some(now + initial_delay);
+        group.initial_delay_remaining = Some((timeout - initial_delay).max(0));
+        group.new_member_added = false;
+    } else {
+        group.join_deadline = Some(now + timeout);
+        group.initial_delay_remaining = None;
+    }
+    tracing::debug!(group = %group.id, generation = group.generation, "preparing rebalance");
+    group.transition(PreparingRebalance, now);
+}
+
+fn maybe_complete_join(group: &mut ClassicGroup, now: i64, out: &mut Outcome) {
+    if group.is(PreparingRebalance)
+        && group.initial_delay_remaining.is_none()
+        && group.all_members_joined()
+    {
+        complete_join(group, now, out);
+    }
+}
+
+fn complete_join(group: &mut ClassicGroup, now: i64, out: &mut Outcome) {
+    // Dynamic members that did not rejoin in time are out; static members
+    // keep their place (and their assignment) until their session expires.
+    let gone: Vec<String> = group
+        .members
+        .values()
+        .filter(|m| !m.is_awaiting_join() && m.group_instance_id.is_none())
+        .map(|m| m.member_id.clone())
+        .collect();
+    for id in gone {
+        tracing::info!(group = %group.id, member = %id, "member did not rejoin in time");
+        group.remove_member(&id);
+    }
+    if !group.members.is_empty() {
+        let leader_joined = group
+            .leader
+            .as_ref()
+            .and_then(|l| group.members.get(l))
+            .is_some_and(Member::is_awaiting_join);
+        if !leader_joined {
+            match group.members.values().find(|m| m.is_awaiting_join()) {
+                Some(m) => group.leader = Some(m.member_id.clone()),
+                None => {
+                    // Nobody rejoined (only static members left): wait another
+                    // round for their sessions to expire.
+                    group.join_deadline = Some(now + group.rebalance_timeout_ms());
+                    return;
+                }
+            }
+        }
+    }
+    group.join_deadline = None;
+    group.initial_delay_remaining = None;
+    group.generation += 1;
+    group.pending_sync.clear();
+    if group.members.is_empty() {
+        group.protocol_name = None;
+        group.leader = None;
+        group.transition(Empty, now);
+        tracing::info!(group = %group.id, generation = group.generation, "group is empty");
+        store_group(group, out);
+        return;
+    }
+    group.protocol_name = group.select_protocol();
+    group.transition(CompletingRebalance, now);
+    tracing::info!(group = %group.id, generation = group.generation, members = group.members.len(),
+        protocol = group.protocol_name.as_deref().unwrap_or(""), "rebalance: join complete");
+    let ids: Vec<String> = group.members.keys().cloned().collect();
+    for id in ids {
+        let resp = current_join_response(group, &id);
+        let m = group.members.get_mut(&id).expect("listed");
+        m.heartbeat_deadline = now + m.session_timeout_ms as i64;
+        m.is_new = false;
+        if let Some(tx) = m.awaiting_join.take() {
+            out.reply(tx, resp);
+        }
+        group.pending_sync.insert(id);
+    }
+    group.sync_deadline = Some(now + group.rebalance_timeout_ms());
+}
+
+fn remove_member_and_update(
+    group: &mut ClassicGroup,
+    member_id: &str,
+    now: i64,
+    out: &mut Outcome,
+) {
+    let Some(mut member) = group.remove_member(member_id) else {
+        return;
+    };
+    if let Some(tx) = member.awaiting_join.take() {
+        out.reply(tx, join_error(Code::UnknownMemberId.code(), member_id));
+    }
+    if let Some(tx) = member.awaiting_sync.take() {
+        out.reply(tx, sync_error(Code::UnknownMemberId.code()));
+    }
+    match group.state {
+        Dead | Empty => {}
+        Stable | CompletingRebalance => maybe_prepare_rebalance(group, now, 0, out),
+        PreparingRebalance => maybe_complete_join(group, now, out),
+    }
+}
+
+fn store_group(group: &mut ClassicGroup, out: &mut Outcome) {
+    let value = group.to_record();
+    out.records
+        .push((group_key(&group.id), Some(value.encode())));
+    group.last_stored = Some(value);
+    group.persisted = true;
+}

@@ -1,0 +1,234 @@
+//! The task that owns one shard: replays its `__consumer_offsets` partition
+//! on start, then applies operations in arrival order, writes what they
+//! produce as one batch, waits until it is durable, and only then releases
+//! the replies. Timers fire from the shard's next deadline.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::sync::{mpsc, watch};
+
+use super::records::{decode_records, encode_batch};
+use super::shard::{GroupShard, Outcome, Record, ShardConfig};
+use super::Op;
+use crate::api::Code;
+use crate::coordinator::Clock;
+use crate::log::batch::BatchIter;
+use crate::log::{LogManager, PartitionLog};
+
+/// Operations applied before their records are written together.
+const MAX_OPS_PER_WRITE: usize = 256;
+/// Records per batch (keeps batches well under `max.message.bytes`).
+const MAX_RECORDS_PER_BATCH: usize = 2_000;
+const MAX_BATCH_BYTES: usize = 512 * 1024;
+/// Rewrite the partition compactly once it holds this many times more
+/// records than are live (and at least `COMPACT_MIN_RECORDS`).
+const COMPACT_RATIO: i64 = 4;
+const COMPACT_MIN_RECORDS: i64 = 10_000;
+
+pub struct ShardTask {
+    pub shard: GroupShard,
+    pub log: Arc<PartitionLog>,
+    pub logs: Arc<LogManager>,
+    pub clock: Arc<dyn Clock>,
+    pub config: ShardConfig,
+    pub retention_check_interval_ms: i64,
+}
+
+impl ShardTask {
+    pub async fn run(
+        mut self,
+        mut rx: mpsc::UnboundedReceiver<Op>,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
+        if let Err(e) = self.reload() {
+            tracing::error!(
+                partition = self.log.partition,
+                "loading group shard failed: {e}"
+            );
+        }
+        let mut retention = tokio::time::interval(Duration::from_millis(
+            self.retention_check_interval_ms.max(1) as u64,
+        ));
+        retention.tick().await;
+        loop {
+            let now = self.clock.now_ms();
+            let wait = self
+                .shard
+                .next_deadline()
+                .map(|d| Duration::from_millis((d - now).clamp(0, 3_600_000) as u64))
+                .unwrap_or(Duration::from_secs(3600));
+            tokio::select! {
+                op = rx.recv() => {
+                    let Some(op) = op else { break };
+                    let mut out = Outcome::default();
+                    op(&mut self.shard, self.clock.now_ms(), &mut out);
+                    let mut n = 1;
+                    while n < MAX_OPS_PER_WRITE {
+                        match rx.try_recv() {
+                            Ok(op) => op(&mut self.shard, self.clock.now_ms(), &mut out),
+                            Err(_) => break,
+                        }
+                        n += 1;
+                    }
+                    self.finish(out).await;
+                }
+                _ = tokio::time::sleep(wait) => {
+                    let mut out = Outcome::default();
+                    self.shard.tick(self.clock.now_ms(), &mut out);
+                    self.finish(out).await;
+                }
+                _ = retention.tick() => {
+                    let mut out = Outcome::default();
+                    let n = self.shard.expire_offsets(self.clock.now_ms(), &mut out);
+                    if n > 0 {
+                        tracing::info!(partition = self.log.partition, expired = n, "expired committed offsets");
+                    }
+                    self.finish(out).await;
+                    self.maybe_compact().await;
+                }
+                _ = shutdown.changed() => break,
+            }
+        }
+    }
+
+    /// Writes the outcome's records, waits for durability, then replies.
+    async fn finish(&mut self, out: Outcome) {
+        let Outcome { records, replies } = out;
+        let error = match self.write(&records).await {
+            Ok(()) => None,
+            Err(e) => {
+                tracing::error!(
+                    partition = self.log.partition,
+                    "writing group records failed: {e}; reloading the shard"
+                );
+                if let Err(e) = self.reload() {
+                    tracing::error!(
+                        partition = self.log.partition,
+                        "reloading group shard failed: {e}"
+                    );
+                }
+                Some(Code::CoordinatorNotAvailable.code())
+            }
+        };
+        for reply in replies {
+            reply(error);
+        }
+    }
+
+    async fn write(&self, records: &[Record]) -> anyhow::Result<()> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let mut needs_flush = false;
+        for chunk in chunks(records) {
+            let now = self.clock.now_ms();
+            let batch = encode_batch(chunk, now);
+            let appended = self.log.append_as_leader(&batch, now)?;
+            needs_flush |= appended.needs_flush;
+        }
+        if needs_flush {
+            self.logs.flush(self.log.clone()).await?;
+        }
+        Ok(())
+    }
+
+    /// Rebuilds the shard from its partition.
+    fn reload(&mut self) -> anyhow::Result<()> {
+        let now = self.clock.now_ms();
+        let mut shard = GroupShard::new(self.log.partition, self.config.clone());
+        let mut offset = self.log.log_start_offset();
+        let mut records = 0usize;
+        loop {
+            let read = self.log.read(offset, 4 * 1024 * 1024)?;
+            if read.records.is_empty() {
+                break;
+            }
+            let next = BatchIter::new(&read.records)
+                .last()
+                .map(|(_, h)| h.last_offset() + 1);
+            let Some(next) = next.filter(|n| *n > offset) else {
+                break;
+            };
+            let mut buf: Bytes = read.records;
+            for (rec_offset, key, value) in decode_records(&mut buf)? {
+                if rec_offset < offset {
+                    continue;
+                }
+                if let Some(key) = key {
+                    shard.replay(&key, value.as_deref(), now);
+                    records += 1;
+                }
+            }
+            offset = next;
+        }
+        tracing::debug!(
+            partition = self.log.partition,
+            records,
+            groups = shard.group_count(),
+            "group shard loaded"
+        );
+        self.shard = shard;
+        Ok(())
+    }
+
+    /// Keeps the partition from growing without bound: when it holds many
+    /// more records than are live, roll, rewrite the live state into the new
+    /// segment, make it durable, and drop everything before it.
+    async fn maybe_compact(&mut self) {
+        let total = self.log.log_end_offset() - self.log.log_start_offset();
+        let live = self.shard.live_records() as i64;
+        if total < COMPACT_MIN_RECORDS || total < COMPACT_RATIO * live.max(1) {
+            return;
+        }
+        if let Err(e) = self.compact().await {
+            tracing::error!(
+                partition = self.log.partition,
+                "compacting __consumer_offsets failed: {e}"
+            );
+        }
+    }
+
+    pub async fn compact(&mut self) -> anyhow::Result<()> {
+        self.log.roll_now(self.clock.now_ms())?;
+        let start = self.log.log_end_offset();
+        let snapshot = self.shard.snapshot();
+        let n = snapshot.len();
+        self.write(&snapshot).await?;
+        // The rewrite must be on disk before what it replaces is deleted.
+        self.logs.flush(self.log.clone()).await?;
+        self.log.delete_records_before(start)?;
+        tracing::info!(
+            partition = self.log.partition,
+            live = n,
+            new_start = start,
+            "compacted group shard"
+        );
+        Ok(())
+    }
+}
+
+/// Splits records into batches bounded by count and bytes.
+fn chunks(records: &[Record]) -> impl Iterator<Item = &[Record]> {
+    let mut rest = records;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let mut bytes = 0;
+        let mut n = 0;
+        while n < rest.len() && n < MAX_RECORDS_PER_BATCH {
+            let (k, v) = &rest[n];
+            let size = k.len() + v.as_ref().map_or(0, Vec::len) + 32;
+            if n > 0 && bytes + size > MAX_BATCH_BYTES {
+                break;
+            }
+            bytes += size;
+            n += 1;
+        }
+        let (head, tail) = rest.split_at(n);
+        rest = tail;
+        Some(head)
+    })
+}
