@@ -946,6 +946,7 @@ fn shipped_example_file_loads_to_the_defaults() {
     assert_eq!(c.log_dir, d.log_dir);
     assert_eq!(c.num_partitions, d.num_partitions);
     assert_eq!(c.node_id, d.node_id);
+    assert_eq!(c.group, d.group);
 }
 
 #[test]

@@ -1,0 +1,145 @@
+//! `__consumer_offsets` as storage: commits survive restarts, and the shard's
+//! rewrite keeps the partition from growing without bound.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::TestBroker;
+use runnel::coordinator::group::shard::{CommitPartition, CommitRequest};
+use runnel::coordinator::group::OFFSETS_TOPIC;
+use runnel::coordinator::partition_for;
+
+const GROUP: &str = "storage-group";
+
+async fn commit(b: &TestBroker, round: i64, partitions: i32) {
+    let broker = b.handle.as_ref().unwrap().broker.clone();
+    let req = CommitRequest {
+        group_id: GROUP.into(),
+        generation: -1,
+        member_id: String::new(),
+        group_instance_id: None,
+        retention_ms: -1,
+        partitions: (0..partitions)
+            .map(|p| CommitPartition {
+                topic: "t".into(),
+                partition: p,
+                offset: round * 100 + p as i64,
+                leader_epoch: -1,
+                metadata: Some(format!("round {round}")),
+                error: 0,
+            })
+            .collect(),
+    };
+    let errors = broker
+        .groups
+        .call(&broker, GROUP, move |shard, now, out| {
+            shard.commit(req, now, out)
+        })
+        .await
+        .expect("coordinator answers");
+    assert!(errors.iter().all(|e| *e == 0), "{errors:?}");
+}
+
+async fn committed(b: &TestBroker) -> Vec<(i32, i64, String)> {
+    let broker = b.handle.as_ref().unwrap().broker.clone();
+    let found = broker
+        .groups
+        .call(&broker, GROUP, |shard, _, _| {
+            shard.fetch_offsets(GROUP, None)
+        })
+        .await
+        .expect("coordinator answers");
+    found
+        .into_iter()
+        .flat_map(|(_, parts)| {
+            parts
+                .into_iter()
+                .map(|o| (o.partition, o.offset, o.metadata))
+        })
+        .collect()
+}
+
+fn offsets_log(b: &TestBroker) -> std::sync::Arc<runnel::log::PartitionLog> {
+    let broker = &b.handle.as_ref().unwrap().broker;
+    let info = broker
+        .metadata
+        .image()
+        .topic(OFFSETS_TOPIC)
+        .cloned()
+        .expect("topic created");
+    broker
+        .logs
+        .get(&info.id, partition_for(GROUP, info.partitions))
+        .expect("partition log")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commits_survive_restart_and_the_partition_is_rewritten_compactly() {
+    let mut b = TestBroker::start_with(|c| {
+        c.set("offsets.retention.check.interval.ms", "200").unwrap();
+        c.set("offsets.topic.num.partitions", "4").unwrap();
+        c.set("offsets.topic.segment.bytes", "65536").unwrap();
+    })
+    .await;
+    // 1,100 rounds of 10 partitions: 11,000 records, 10 live.
+    for round in 0..1_100 {
+        commit(&b, round, 10).await;
+    }
+    let want: Vec<(i32, i64, String)> = (0..10)
+        .map(|p| (p, 1_099 * 100 + p as i64, "round 1099".to_string()))
+        .collect();
+    assert_eq!(committed(&b).await, want);
+
+    let log = offsets_log(&b);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while log.log_start_offset() == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the shard never rewrote its partition"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let kept = log.log_end_offset() - log.log_start_offset();
+    assert!(kept <= 20, "{kept} records kept for 10 live offsets");
+    assert!(log.segment_count() <= 2, "{} segments", log.segment_count());
+
+    // The rewritten partition replays to the same state.
+    b.restart_with(|c| {
+        c.set("offsets.topic.num.partitions", "4").unwrap();
+    })
+    .await;
+    assert_eq!(committed(&b).await, want);
+    // And commits go on from there.
+    commit(&b, 2_000, 1).await;
+    assert_eq!(
+        committed(&b).await[0],
+        (0, 200_000, "round 2000".to_string())
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_existing_offsets_topic_keeps_its_partition_count() {
+    let mut b = TestBroker::start_with(|c| {
+        c.set("offsets.topic.num.partitions", "3").unwrap();
+    })
+    .await;
+    commit(&b, 1, 2).await;
+    // The configured count changes, the topic does not: groups stay put.
+    b.restart_with(|c| {
+        c.set("offsets.topic.num.partitions", "50").unwrap();
+    })
+    .await;
+    let info = b
+        .handle
+        .as_ref()
+        .unwrap()
+        .broker
+        .metadata
+        .image()
+        .topic(OFFSETS_TOPIC)
+        .cloned()
+        .unwrap();
+    assert_eq!(info.partitions, 3);
+    assert_eq!(committed(&b).await.len(), 2);
+}
