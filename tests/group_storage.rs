@@ -20,6 +20,7 @@ async fn commit(b: &TestBroker, round: i64, partitions: i32) {
         member_id: String::new(),
         group_instance_id: None,
         retention_ms: -1,
+        api_version: 9,
         partitions: (0..partitions)
             .map(|p| CommitPartition {
                 topic: "t".into(),

@@ -131,6 +131,41 @@ async fn length_fields_beyond_the_frame_close_only_their_connection() {
     produce_v3.put_i32(i32::MAX); // topic_data count
     let mut create_v2 = Vec::new();
     create_v2.put_i32(i32::MAX); // topics count
+                                 // Group APIs: a JoinGroup whose protocols and an OffsetCommit whose
+                                 // topics claim more entries than the frame holds.
+    let mut join_v5 = Vec::new();
+    join_v5.put_i16(1); // group id "g"
+    join_v5.put_u8(b'g');
+    join_v5.put_i32(30_000); // session timeout
+    join_v5.put_i32(30_000); // rebalance timeout
+    join_v5.put_i16(0); // member id ""
+    join_v5.put_i16(-1); // group instance id: null
+    join_v5.put_i16(8); // protocol type
+    join_v5.put_slice(b"consumer");
+    join_v5.put_i32(i32::MAX); // protocols count
+    let mut join_v6 = vec![0x02, b'g']; // compact group id "g"
+    join_v6.put_i32(30_000);
+    join_v6.put_i32(30_000);
+    join_v6.extend_from_slice(&[0x01, 0x00, 0x09]); // member "", instance null, type...
+    join_v6.put_slice(b"consumer");
+    join_v6.extend_from_slice(&[0xFF, 0xFF, 0xFF, 0xFF, 0x0F, 0]); // protocols 2^32-2
+    let mut commit_v7 = Vec::new();
+    commit_v7.put_i16(1); // group id "g"
+    commit_v7.put_u8(b'g');
+    commit_v7.put_i32(-1); // generation
+    commit_v7.put_i16(0); // member id ""
+    commit_v7.put_i16(-1); // group instance id: null
+    commit_v7.put_i32(i32::MAX); // topics count
+    let mut commit_v8 = vec![0x02, b'g']; // compact group id "g"
+    commit_v8.put_i32(-1); // generation
+    commit_v8.extend_from_slice(&[0x01, 0x00]); // member "", instance null
+    commit_v8.extend_from_slice(&[0xFF, 0xFF, 0xFF, 0xFF, 0x0F, 0]); // topics 2^32-2
+                                                                     // A JoinGroup v5 protocol whose metadata length runs past the frame.
+    let mut join_v5_meta = join_v5[..join_v5.len() - 4].to_vec();
+    join_v5_meta.put_i32(1); // one protocol
+    join_v5_meta.put_i16(5);
+    join_v5_meta.put_slice(b"range");
+    join_v5_meta.put_i32(i32::MAX); // metadata bytes length
     let cases: Vec<(&str, Vec<u8>)> = vec![
         (
             "Metadata v12 topic count 2^32-2 (compact)",
@@ -153,6 +188,26 @@ async fn length_fields_beyond_the_frame_close_only_their_connection() {
         (
             "CreateTopics v2 topic count i32::MAX",
             header_v1_frame(ApiKey::CreateTopics as i16, 2, 1, &create_v2).to_vec(),
+        ),
+        (
+            "JoinGroup v5 protocols count i32::MAX",
+            header_v1_frame(ApiKey::JoinGroup as i16, 5, 1, &join_v5).to_vec(),
+        ),
+        (
+            "JoinGroup v6 protocols count 2^32-2 (compact)",
+            raw_request_frame(ApiKey::JoinGroup, 6, 1, &join_v6).to_vec(),
+        ),
+        (
+            "JoinGroup v5 protocol metadata length i32::MAX",
+            header_v1_frame(ApiKey::JoinGroup as i16, 5, 1, &join_v5_meta).to_vec(),
+        ),
+        (
+            "OffsetCommit v7 topics count i32::MAX",
+            header_v1_frame(ApiKey::OffsetCommit as i16, 7, 1, &commit_v7).to_vec(),
+        ),
+        (
+            "OffsetCommit v8 topics count 2^32-2 (compact)",
+            raw_request_frame(ApiKey::OffsetCommit, 8, 1, &commit_v8).to_vec(),
         ),
         (
             "Metadata v12 topic name length 2^32-2",

@@ -183,6 +183,11 @@ fn shape_join(resp: &mut JoinGroupResponse, version: i16) {
 
 pub fn sync_group(ctx: RequestContext, req: SyncGroupRequest) -> ResponseFuture {
     Box::pin(async move {
+        if ctx.version >= 5 && (req.protocol_type.is_none() || req.protocol_name.is_none()) {
+            // Kafka: both are mandatory from v5.
+            let code = Code::InconsistentGroupProtocol.code();
+            return ctx.encode(&SyncGroupResponse::default().with_error_code(code));
+        }
         let group_id = req.group_id.to_string();
         let (tx, rx) = tokio::sync::oneshot::channel();
         let sync = SyncRequest {
@@ -326,6 +331,7 @@ pub fn offset_commit(ctx: RequestContext, req: OffsetCommitRequest) -> ResponseF
                 -1
             },
             partitions,
+            api_version: ctx.version,
         };
         let count = commit.partitions.len();
         let broker = ctx.broker.clone();
@@ -586,6 +592,9 @@ pub fn describe_groups(ctx: RequestContext, req: DescribeGroupsRequest) -> Respo
             }
             if ctx.version < 6 {
                 g.error_message = None;
+            }
+            if g.error_code != NO_ERROR {
+                g.authorized_operations = OPERATIONS_NOT_REQUESTED;
             }
             groups.push(g);
         }

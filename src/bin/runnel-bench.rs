@@ -5,9 +5,13 @@
 //! Every run starts a fresh `runnel` child process on an empty data directory
 //! and a free port, then, in order: idle RSS after 1 s; for 100 B and 1 KiB
 //! records on 1 and 6 partitions, produce with acks=1 and with acks=all (each
-//! into its own topic), then consume the acks=1 topic from the beginning; an
-//! end-to-end latency phase at a fixed rate; peak RSS and total CPU; SIGTERM.
-//! Numbers are reported, never asserted.
+//! into its own topic), then consume the acks=1 topic from the beginning; a
+//! consumer group of 3 reading the 6-partition acks=1 topics (formation,
+//! throughput, a 4th member joining mid-stream); an end-to-end latency phase
+//! at a fixed rate; peak RSS and total CPU; SIGTERM. Then group formation
+//! alone on a second broker with Kafka's default initial rebalance delay.
+//! Numbers are reported, never asserted (a failed group case is reported and
+//! makes the exit status 1).
 
 #[path = "runnel-bench/broker.rs"]
 mod broker;
@@ -23,7 +27,7 @@ use anyhow::{bail, Context, Result};
 use clap::Parser;
 
 use broker::{BrokerProcess, Machine};
-use report::{ConsumeCase, ProduceCase, Report, RunResult};
+use report::{ConsumeCase, GroupCase, ProduceCase, Report, RunResult};
 
 /// Benchmarks a runnel broker binary with librdkafka clients.
 #[derive(Parser, Debug)]
@@ -89,6 +93,13 @@ const LATENCY_RECORD: usize = 100;
 /// About 3–5 s of work each on the 2-core machine the defaults were sized on.
 const DEFAULT_SMALL_RECORDS: u64 = 3_000_000;
 const DEFAULT_LARGE_RECORDS: u64 = 1_000_000;
+/// Consumers that form the group, and the partitions of the topic they read.
+const GROUP_MEMBERS: usize = 3;
+const GROUP_PARTITIONS: i32 = 6;
+/// Records/s written into the topic while a member joins the formed group.
+const GROUP_FLOW_RATE: u64 = 20_000;
+/// The broker setting that holds back the first rebalance of a new group.
+const INITIAL_DELAY: &str = "group.initial.rebalance.delay.ms";
 
 struct Plan {
     binary: PathBuf,
@@ -103,6 +114,9 @@ struct Plan {
     latency_secs: f64,
     produce_cases: Vec<ProduceCase>,
     consume_cases: Vec<ConsumeCase>,
+    group_cases: Vec<GroupCase>,
+    /// Also measure formation with Kafka's built-in initial rebalance delay.
+    group_default_delay: bool,
 }
 
 impl Plan {
@@ -174,10 +188,33 @@ fn run(args: Args) -> Result<()> {
             consume_cases.push(ConsumeCase { size, partitions });
         }
     }
+    // Each group case reads the topic its size's acks=1 produce case filled.
+    let group_cases: Vec<GroupCase> = [SMALL, LARGE]
+        .into_iter()
+        .map(|size| GroupCase {
+            size,
+            partitions: GROUP_PARTITIONS,
+            members: GROUP_MEMBERS,
+            join: true,
+        })
+        .collect();
+    // Kafka's shipped server.properties sets the initial rebalance delay to 0
+    // for development; the built-in default is 3000. An --override wins.
+    let overrides: Vec<String> = std::iter::once(format!("{INITIAL_DELAY}=0"))
+        .chain(args.overrides)
+        .collect();
+    let group_delay_ms = overrides
+        .iter()
+        .rev()
+        .find_map(|o| {
+            let (k, v) = o.split_once('=')?;
+            (k.trim() == INITIAL_DELAY).then(|| v.trim().to_string())
+        })
+        .unwrap_or_default();
     let plan = Plan {
         binary,
         data_dir: args.data_dir.unwrap_or_else(std::env::temp_dir),
-        overrides: args.overrides,
+        overrides,
         producer_config: args.producer_config,
         consumer_config: args.consumer_config,
         small_records: args.small_records.unwrap_or(DEFAULT_SMALL_RECORDS / scale),
@@ -189,6 +226,8 @@ fn run(args: Args) -> Result<()> {
             .unwrap_or(if args.quick { 1.0 } else { 5.0 }),
         produce_cases,
         consume_cases,
+        group_cases,
+        group_default_delay: !args.quick,
     };
 
     let fsync_probe_ms = broker::fsync_probe(&plan.data_dir)?.as_secs_f64() * 1e3;
@@ -236,6 +275,10 @@ fn run(args: Args) -> Result<()> {
         quick: args.quick,
         produce_cases: plan.produce_cases.clone(),
         consume_cases: plan.consume_cases.clone(),
+        group_cases: plan.group_cases.clone(),
+        group_delay_ms,
+        group_flow_rate: GROUP_FLOW_RATE,
+        group_settings: settings(workload::GROUP_CONSUMER_SETTINGS, &[]),
         latency_rate: plan.latency_rate,
         latency_size: LATENCY_RECORD,
         latency_secs: plan.latency_secs,
@@ -253,6 +296,10 @@ fn run(args: Args) -> Result<()> {
         std::fs::write(&path, report.json() + "\n")
             .with_context(|| format!("cannot write {}", path.display()))?;
         eprintln!("runnel-bench: wrote {}", path.display());
+    }
+    let group_errors: usize = report.results.iter().map(|r| r.group_errors.len()).sum();
+    if group_errors > 0 {
+        bail!("{group_errors} consumer-group measurements failed (listed in the report)");
     }
     Ok(())
 }
@@ -335,6 +382,61 @@ fn one_run(plan: &Plan, run: usize) -> Result<RunResult> {
         );
         result.consume.push(t);
     }
+    for c in &plan.group_cases {
+        let phase = std::time::Instant::now();
+        let filled = ProduceCase {
+            size: c.size,
+            partitions: c.partitions,
+            acks: "1",
+        };
+        let g = workload::group(
+            &clients,
+            &format!("bench-group-{}b", c.size),
+            &topic_name("produce", &filled),
+            c.size,
+            c.members,
+            c.join.then_some(GROUP_FLOW_RATE),
+            &cpu,
+        );
+        match g {
+            Ok(g) => {
+                eprintln!(
+                    "  group   {:>4} B x{} {} members: formed in {:.0} ms ({} assignments, {} records read before), {}",
+                    c.size,
+                    c.partitions,
+                    c.members,
+                    g.formation_secs * 1e3,
+                    g.formation_assignments,
+                    g.before_formation,
+                    progress(&g.consume)
+                );
+                if let Some(j) = &g.join {
+                    eprintln!(
+                        "          member {} joins at {} rec/s: rebalance {:.0} ms, last revoke {:.0} ms, all resumed {:.0} ms, assignment {:?}, redelivered {}+{}, gaps {}+{}",
+                        c.members + 1,
+                        j.flow_rate,
+                        j.rebalance_secs * 1e3,
+                        j.revoke_secs * 1e3,
+                        j.resume_secs * 1e3,
+                        j.assignment,
+                        g.redelivered,
+                        j.redelivered,
+                        g.skipped,
+                        j.skipped
+                    );
+                }
+                eprintln!("          ({:.1} s in all)", phase.elapsed().as_secs_f64());
+                result.group.push(Some(g));
+            }
+            Err(e) => {
+                eprintln!("  group   {:>4} B x{}: FAILED: {e:#}", c.size, c.partitions);
+                result
+                    .group_errors
+                    .push(format!("run {}, {} B records: {e:#}", run + 1, c.size));
+                result.group.push(None);
+            }
+        }
+    }
     if plan.latency_secs > 0.0 && plan.latency_rate > 0 {
         let topic = "bench-latency";
         workload::create_topic(bootstrap, topic, 1)?;
@@ -366,7 +468,44 @@ fn one_run(plan: &Plan, run: usize) -> Result<RunResult> {
         result.peak_rss_bytes as f64 / 1048576.0,
         result.broker_cpu_secs
     );
+    if plan.group_default_delay && !plan.group_cases.is_empty() {
+        match default_delay_formation(plan, run) {
+            Ok(secs) => {
+                eprintln!(
+                    "  group formation with {INITIAL_DELAY}=3000: {:.0} ms",
+                    secs * 1e3
+                );
+                result.group_default_delay_formation_secs = Some(secs);
+            }
+            Err(e) => {
+                eprintln!("  group formation with {INITIAL_DELAY}=3000: FAILED: {e:#}");
+                result.group_errors.push(format!(
+                    "run {}, formation with {INITIAL_DELAY}=3000: {e:#}",
+                    run + 1
+                ));
+            }
+        }
+    }
     Ok(result)
+}
+
+/// Group formation on a fresh broker with Kafka's built-in initial
+/// rebalance delay (3000 ms), on an empty topic: only the join matters.
+fn default_delay_formation(plan: &Plan, run: usize) -> Result<f64> {
+    let mut overrides = plan.overrides.clone();
+    overrides.push(format!("{INITIAL_DELAY}=3000"));
+    let broker = BrokerProcess::start(
+        &plan.binary,
+        &plan.data_dir,
+        &format!("group-delay{run}"),
+        &overrides,
+    )?;
+    let clients = plan.clients(&broker);
+    let topic = "bench-group-formation";
+    workload::create_topic(&clients.bootstrap, topic, GROUP_PARTITIONS)?;
+    let secs = workload::group_formation(&clients, "bench-group-formation", topic, GROUP_MEMBERS)?;
+    broker.stop()?;
+    Ok(secs)
 }
 
 fn flush_run(plan: &Plan, cases: &[ProduceCase], run: usize) -> Result<Vec<workload::Throughput>> {

@@ -4,9 +4,10 @@
 use std::fmt::Write as _;
 
 use crate::broker::Machine;
-use crate::workload::{Latency, Throughput};
+use crate::workload::{GroupRun, Latency, Throughput};
 
-/// Median, min and max of one measurement over the runs.
+/// Median, min and max of one measurement over the runs; runs where it
+/// could not be measured (NaN) are left out.
 #[derive(Clone, Copy, Debug)]
 pub struct Stat {
     pub median: f64,
@@ -16,7 +17,7 @@ pub struct Stat {
 
 impl Stat {
     pub fn of(values: impl IntoIterator<Item = f64>) -> Stat {
-        let mut v: Vec<f64> = values.into_iter().collect();
+        let mut v: Vec<f64> = values.into_iter().filter(|x| !x.is_nan()).collect();
         v.sort_by(f64::total_cmp);
         if v.is_empty() {
             return Stat {
@@ -62,11 +63,29 @@ pub struct ConsumeCase {
     pub partitions: i32,
 }
 
+/// One consumer-group measurement: `members` consumers subscribe to a topic
+/// of `partitions` partitions filled with records of `size` bytes; with
+/// `join`, one more member joins while records flow.
+#[derive(Clone, Copy, Debug)]
+pub struct GroupCase {
+    pub size: usize,
+    pub partitions: i32,
+    pub members: usize,
+    pub join: bool,
+}
+
 /// Everything one run (one fresh broker) measured.
 #[derive(Debug, Default)]
 pub struct RunResult {
     pub produce: Vec<Throughput>,
     pub consume: Vec<Throughput>,
+    /// One entry per group case; `None` where the case failed.
+    pub group: Vec<Option<GroupRun>>,
+    /// Group formation on a second broker with Kafka's built-in
+    /// `group.initial.rebalance.delay.ms` (3000), if measured.
+    pub group_default_delay_formation_secs: Option<f64>,
+    /// Why group cases failed, for the report.
+    pub group_errors: Vec<String>,
     pub latency: Option<Latency>,
     pub idle_rss_bytes: u64,
     /// VmHWM once the produce phases are done, before any consumer ran.
@@ -90,6 +109,12 @@ pub struct Report {
     pub quick: bool,
     pub produce_cases: Vec<ProduceCase>,
     pub consume_cases: Vec<ConsumeCase>,
+    pub group_cases: Vec<GroupCase>,
+    /// `group.initial.rebalance.delay.ms` the group cases ran with.
+    pub group_delay_ms: String,
+    /// Records/s the producer writes while a member joins.
+    pub group_flow_rate: u64,
+    pub group_settings: String,
     pub latency_rate: u64,
     pub latency_size: usize,
     pub latency_secs: f64,
@@ -144,6 +169,15 @@ fn short(x: f64) -> String {
     }
 }
 
+/// Milliseconds from seconds, "n/a" when not measured.
+fn ms(secs: f64) -> String {
+    if secs.is_finite() {
+        format!("{:.0}", secs * 1e3)
+    } else {
+        "n/a".into()
+    }
+}
+
 fn mib(bytes: f64) -> String {
     format!("{:.1} MiB", bytes / (1024.0 * 1024.0))
 }
@@ -174,6 +208,13 @@ impl Report {
         self.results
             .iter()
             .filter_map(|r| r.consume.get(i))
+            .collect()
+    }
+
+    fn group_samples(&self, i: usize) -> Vec<&GroupRun> {
+        self.results
+            .iter()
+            .filter_map(|r| r.group.get(i).and_then(Option::as_ref))
             .collect()
     }
 
@@ -311,6 +352,8 @@ impl Report {
             );
         }
 
+        self.group_markdown(&mut o);
+
         let lat = self.latencies();
         if !lat.is_empty() {
             let _ = writeln!(o, "\n### End-to-end latency\n");
@@ -420,6 +463,167 @@ impl Report {
         o
     }
 
+    fn group_markdown(&self, o: &mut String) {
+        if self.group_cases.is_empty() {
+            return;
+        }
+        let members = self.group_cases[0].members;
+        let _ = writeln!(
+            o,
+            "\n### Consumer group (broker `group.initial.rebalance.delay.ms={}`)\n",
+            self.group_delay_ms
+        );
+        let _ = writeln!(
+            o,
+            "{members} librdkafka consumers, one thread each, `subscribe` together with one group.id (a new group per case) to the topic the acks=1 produce run filled: `{}`, librdkafka's defaults otherwise (eager `range,roundrobin`, so range; heartbeat.interval.ms=3000; session.timeout.ms=45000). The broker's initial rebalance delay is {} ms (Kafka's built-in default is 3000; its shipped server.properties sets 0). Formation: first subscribe until every member holds a non-empty assignment and together they hold each partition once; assignments: assign callbacks over all members until then ({members} = formed in one generation; more = a member's JoinGroup came after a generation had formed, and the others learnt of the new rebalance from a heartbeat, up to heartbeat.interval.ms later). Until formation the members pause what they are assigned, so that the throughput is that of the whole group: formation to the last of the records, counting the records first delivered in that window (records read before are listed, normally 0). Redelivered: deliveries beyond the distinct records (re-reads after a rebalance).\n",
+            self.group_settings, self.group_delay_ms
+        );
+        let _ = writeln!(
+            o,
+            "| record | partitions | records | formation ms | [min–max] | assignments | read before formation | records/s | [min–max] | MB/s | broker cores | broker µs/record | client cores | redelivered |"
+        );
+        let _ = writeln!(
+            o,
+            "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|"
+        );
+        let mut failures = 0;
+        for (i, c) in self.group_cases.iter().enumerate() {
+            let s = self.group_samples(i);
+            failures += self.results.len() - s.len();
+            if s.is_empty() {
+                let _ = writeln!(
+                    o,
+                    "| {} | {} | failed in every run | | | | | | | | | | | |",
+                    size_label(c.size),
+                    c.partitions
+                );
+                continue;
+            }
+            let t: Vec<&Throughput> = s.iter().map(|g| &g.consume).collect();
+            let [rps, mbps, bcores, ccores, us] = throughput_stats(&t);
+            let formation = Stat::of(s.iter().map(|g| g.formation_secs * 1e3));
+            let assigns = Stat::of(s.iter().map(|g| g.formation_assignments as f64));
+            let before = Stat::of(s.iter().map(|g| g.before_formation as f64));
+            let redelivered = Stat::of(s.iter().map(|g| g.redelivered as f64));
+            let _ = writeln!(
+                o,
+                "| {} | {} | {} | {:.0} | [{:.0}–{:.0}] | {} | {} | {} | [{}–{}] | {:.1} | {:.2} | {:.2} | {:.2} | {} |",
+                size_label(c.size),
+                c.partitions,
+                thousands((s[0].consume.records + s[0].before_formation) as f64),
+                formation.median,
+                formation.min,
+                formation.max,
+                assigns.median,
+                thousands(before.median),
+                thousands(rps.median),
+                short(rps.min),
+                short(rps.max),
+                mbps.median,
+                bcores.median,
+                us.median,
+                ccores.median,
+                thousands(redelivered.median)
+            );
+        }
+        let default_delay: Vec<f64> = self
+            .results
+            .iter()
+            .filter_map(|r| r.group_default_delay_formation_secs)
+            .map(|s| s * 1e3)
+            .collect();
+        if !default_delay.is_empty() {
+            let f = Stat::of(default_delay.iter().copied());
+            let _ = writeln!(
+                o,
+                "\nWith Kafka's built-in `group.initial.rebalance.delay.ms=3000` (a second broker, same {members} consumers, empty topic of {} partitions): formation {:.0} ms [{:.0}–{:.0}]. Twice the delay is what Kafka's coordinator does too: members that join during the first delay earn the group one more (until the rebalance timeout).",
+                self.group_cases[0].partitions, f.median, f.min, f.max
+            );
+        }
+
+        let joins: Vec<(usize, &GroupCase)> = self
+            .group_cases
+            .iter()
+            .enumerate()
+            .filter(|(i, c)| c.join && self.group_samples(*i).iter().any(|g| g.join.is_some()))
+            .collect();
+        if !joins.is_empty() {
+            let _ = writeln!(o, "\n#### A consumer joins mid-stream\n");
+            let _ = writeln!(
+                o,
+                "After the backlog, a producer writes {} records/s into the topic while the {members} formed consumers read them; once they receive the flow, consumer {} subscribes with the same group.id. Rebalance: its subscribe until all {} hold assignments received after it that cover each partition once (eager range: every member revokes and re-joins). Last revoke: until the last of the {members} old members had its partitions revoked (members learn of a rebalance from their next heartbeat response, so up to heartbeat.interval.ms=3000 later). Resumed: until each member has received a record under its new assignment. Assignment: partitions per member afterwards.\n",
+                thousands(self.group_flow_rate as f64),
+                members + 1,
+                members + 1
+            );
+            let _ = writeln!(
+                o,
+                "| record | records/s read | rebalance ms | [min–max] | last revoke ms | [min–max] | resumed ms | assignment | redelivered |"
+            );
+            let _ = writeln!(o, "|---|--:|--:|--:|--:|--:|--:|---|--:|");
+            for (i, c) in joins {
+                let s: Vec<_> = self
+                    .group_samples(i)
+                    .into_iter()
+                    .filter_map(|g| g.join.as_ref())
+                    .collect();
+                if s.is_empty() {
+                    continue;
+                }
+                let rate = Stat::of(s.iter().map(|j| j.flow_rate as f64));
+                let rebalance = Stat::of(s.iter().map(|j| j.rebalance_secs));
+                let revoke = Stat::of(s.iter().map(|j| j.revoke_secs));
+                let resume = Stat::of(s.iter().map(|j| j.resume_secs));
+                let redelivered = Stat::of(s.iter().map(|j| j.redelivered as f64));
+                let mut assignment = s[0].assignment.clone();
+                assignment.sort_unstable_by(|a, b| b.cmp(a));
+                let _ = writeln!(
+                    o,
+                    "| {} | {} | {} | [{}–{}] | {} | [{}–{}] | {} | {} | {} |",
+                    size_label(c.size),
+                    thousands(rate.median),
+                    ms(rebalance.median),
+                    ms(rebalance.min),
+                    ms(rebalance.max),
+                    ms(revoke.median),
+                    ms(revoke.min),
+                    ms(revoke.max),
+                    ms(resume.median),
+                    assignment
+                        .iter()
+                        .map(|n| n.to_string())
+                        .collect::<Vec<_>>()
+                        .join("+"),
+                    thousands(redelivered.median)
+                );
+            }
+        }
+
+        let skipped: u64 = self
+            .results
+            .iter()
+            .flat_map(|r| r.group.iter().flatten())
+            .map(|g| g.skipped + g.join.as_ref().map_or(0, |j| j.skipped))
+            .sum();
+        if skipped > 0 {
+            let _ = writeln!(
+                o,
+                "\n**{skipped} offsets were never delivered to any member (gaps in a partition): records lost across a rebalance.**"
+            );
+        }
+        let errors: Vec<&String> = self.results.iter().flat_map(|r| &r.group_errors).collect();
+        if !errors.is_empty() {
+            let _ = writeln!(
+                o,
+                "\n**{} group measurements failed ({failures} of the rows above are missing a run):**\n",
+                errors.len()
+            );
+            for e in errors {
+                let _ = writeln!(o, "- {}", e.replace('\n', " "));
+            }
+        }
+    }
+
     pub fn json(&self) -> String {
         let m = &self.machine;
         let throughput = |t: &Throughput| {
@@ -478,6 +682,79 @@ impl Report {
                 ])
             })
             .collect();
+        let group = self
+            .group_cases
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                let s = self.group_samples(i);
+                let t: Vec<&Throughput> = s.iter().map(|g| &g.consume).collect();
+                Json::obj([
+                    ("record_bytes", Json::Num(c.size as f64)),
+                    ("partitions", Json::Num(c.partitions as f64)),
+                    ("members", Json::Num(c.members as f64)),
+                    ("summary", summary(&t)),
+                    (
+                        "formation_ms",
+                        Stat::of(s.iter().map(|g| g.formation_secs * 1e3)).json(),
+                    ),
+                    (
+                        "runs",
+                        Json::Arr(
+                            s.iter()
+                                .map(|g| {
+                                    let join = g.join.as_ref().map_or(Json::Null, |j| {
+                                        Json::obj([
+                                            ("flow_records_per_sec", Json::Num(j.flow_rate as f64)),
+                                            ("rebalance_secs", Json::Num(j.rebalance_secs)),
+                                            ("revoke_secs", Json::Num(j.revoke_secs)),
+                                            ("resume_secs", Json::Num(j.resume_secs)),
+                                            (
+                                                "assignment",
+                                                Json::Arr(
+                                                    j.assignment
+                                                        .iter()
+                                                        .map(|&n| Json::Num(n as f64))
+                                                        .collect(),
+                                                ),
+                                            ),
+                                            ("redelivered", Json::Num(j.redelivered as f64)),
+                                            ("skipped", Json::Num(j.skipped as f64)),
+                                        ])
+                                    });
+                                    Json::obj([
+                                        ("formation_secs", Json::Num(g.formation_secs)),
+                                        (
+                                            "formation_assignments",
+                                            Json::Num(g.formation_assignments as f64),
+                                        ),
+                                        ("before_formation", Json::Num(g.before_formation as f64)),
+                                        ("consume", throughput(&g.consume)),
+                                        ("redelivered", Json::Num(g.redelivered as f64)),
+                                        ("skipped", Json::Num(g.skipped as f64)),
+                                        ("join", join),
+                                    ])
+                                })
+                                .collect(),
+                        ),
+                    ),
+                ])
+            })
+            .collect();
+        let group_default_delay = Json::Arr(
+            self.results
+                .iter()
+                .filter_map(|r| r.group_default_delay_formation_secs)
+                .map(Json::Num)
+                .collect(),
+        );
+        let group_errors = Json::Arr(
+            self.results
+                .iter()
+                .flat_map(|r| &r.group_errors)
+                .map(|e| Json::Str(e.clone()))
+                .collect(),
+        );
         let lat = self.latencies();
         let latency = Json::obj([
             ("rate", Json::Num(self.latency_rate as f64)),
@@ -558,6 +835,14 @@ impl Report {
             ("latency_settings", Json::Str(self.latency_settings.clone())),
             ("produce", Json::Arr(produce)),
             ("consume", Json::Arr(consume)),
+            (
+                "group_initial_rebalance_delay_ms",
+                Json::Str(self.group_delay_ms.clone()),
+            ),
+            ("group_settings", Json::Str(self.group_settings.clone())),
+            ("group", Json::Arr(group)),
+            ("group_formation_default_delay_secs", group_default_delay),
+            ("group_errors", group_errors),
             ("latency", latency),
             ("broker", broker),
             ("flush_every_message", Json::Arr(flush)),

@@ -508,3 +508,723 @@ fn read_latencies(
     }
     Ok(lat)
 }
+
+// ---------------------------------------------------------------------------
+// Consumer groups
+
+/// Settings of the group consumers on top of [`CONSUMER_SETTINGS`]; the rest
+/// is librdkafka's defaults (eager `range,roundrobin` assignment, so range;
+/// `heartbeat.interval.ms=3000`, `session.timeout.ms=45000`).
+pub const GROUP_CONSUMER_SETTINGS: &[(&str, &str)] = &[
+    ("enable.auto.commit", "true"),
+    ("auto.offset.reset", "earliest"),
+];
+
+/// Bound on group formation and on a rebalance: well above the 3 s heartbeat
+/// interval through which members learn of a rebalance, well below the
+/// 300 s rebalance timeout a lost member could hold the group for.
+const GROUP_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long the members may take to close (commit, LeaveGroup) once stopped.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// What one group pass measured.
+#[derive(Clone, Debug, Default)]
+pub struct GroupRun {
+    /// First subscribe until every member holds a non-empty assignment and
+    /// together they hold each partition exactly once.
+    pub formation_secs: f64,
+    /// Assignments (rebalance callbacks that assigned partitions) over all
+    /// members until formation: as many as members when the group formed in
+    /// one generation.
+    pub formation_assignments: u32,
+    /// Distinct records delivered before the group was formed (members
+    /// pause what they are assigned until then, so normally 0).
+    pub before_formation: u64,
+    /// Formation (members resume) to the last of the records the topic held:
+    /// the records first delivered in that window, and what broker and bench
+    /// spent.
+    pub consume: Throughput,
+    /// Deliveries beyond the distinct records (re-reads after a rebalance).
+    pub redelivered: u64,
+    /// Offsets no member ever received (gaps): anything but 0 is a bug.
+    pub skipped: u64,
+    /// A further member joining while records flow.
+    pub join: Option<JoinRun>,
+}
+
+/// A member joining a formed group while a producer writes into the topic.
+#[derive(Clone, Debug, Default)]
+pub struct JoinRun {
+    /// Distinct records delivered per second while the new member joined.
+    pub flow_rate: u64,
+    /// The new member's subscribe until every member (new one included)
+    /// holds an assignment received after it, together each partition once.
+    pub rebalance_secs: f64,
+    /// The new member's subscribe until the last of the old members had its
+    /// partitions revoked (NaN if one never was).
+    pub revoke_secs: f64,
+    /// The new member's subscribe until each member has received a record
+    /// under its new assignment (NaN if one received none within 10 s).
+    pub resume_secs: f64,
+    /// Partitions per member after the rebalance.
+    pub assignment: Vec<usize>,
+    /// Deliveries beyond the distinct records during the join phase.
+    pub redelivered: u64,
+    /// Offsets no member received during the join phase.
+    pub skipped: u64,
+}
+
+/// An atomic on its own cache line: each partition's progress is written by
+/// the member that owns it, at every record.
+#[repr(align(64))]
+#[derive(Default)]
+struct Padded<T>(T);
+
+/// What every member saw, shared with the thread that measures.
+struct GroupState {
+    topic: String,
+    members: Mutex<Vec<Member>>,
+    changed: parking_lot::Condvar,
+    /// Per partition: one past the highest offset delivered to any member.
+    next: Vec<Padded<std::sync::atomic::AtomicI64>>,
+    /// Per partition: the log start offset when the pass began.
+    low: Vec<i64>,
+    /// Per partition: the end offset when the pass began (the backlog).
+    target: Vec<i64>,
+    partitions_left: std::sync::atomic::AtomicUsize,
+    drained_at: Mutex<Option<Instant>>,
+    /// Per member: records delivered, and "no record yet under the latest
+    /// assignment".
+    polled: Vec<Padded<AtomicU64>>,
+    fresh: Vec<Padded<AtomicBool>>,
+    /// Until the group has formed, members pause what they are assigned, so
+    /// that a group formed over several generations does not read the
+    /// backlog with fewer members; `paused` marks who has to resume.
+    formed: AtomicBool,
+    paused: Vec<Padded<AtomicBool>>,
+    skipped: AtomicU64,
+    stop: AtomicBool,
+    error: Mutex<Option<String>>,
+}
+
+/// One member as its rebalance callbacks left it.
+#[derive(Clone, Debug, Default)]
+struct Member {
+    subscribed_at: Option<Instant>,
+    assignment: Vec<i32>,
+    assigned_at: Option<Instant>,
+    /// Distinct records delivered to the group when this assignment arrived.
+    distinct_at_assign: u64,
+    revoked_at: Option<Instant>,
+    assigns: u32,
+    first_record_at: Option<Instant>,
+    closed: bool,
+}
+
+impl GroupState {
+    fn distinct(&self) -> u64 {
+        self.next
+            .iter()
+            .zip(&self.low)
+            .map(|(n, low)| (n.0.load(Ordering::Acquire) - low).max(0) as u64)
+            .sum()
+    }
+
+    fn polled(&self) -> u64 {
+        self.polled
+            .iter()
+            .map(|p| p.0.load(Ordering::Relaxed))
+            .sum()
+    }
+
+    fn fail(&self, what: String) {
+        self.error.lock().get_or_insert(what);
+        self.changed.notify_all();
+    }
+
+    fn record(&self, idx: usize, partition: i32, offset: i64) {
+        self.polled[idx].0.fetch_add(1, Ordering::Relaxed);
+        let Some(slot) = self.next.get(partition as usize) else {
+            self.fail(format!("member {idx} received partition {partition}"));
+            return;
+        };
+        let prev = slot.0.fetch_max(offset + 1, Ordering::AcqRel);
+        if offset > prev {
+            self.skipped
+                .fetch_add((offset - prev) as u64, Ordering::Relaxed);
+        }
+        let target = self.target[partition as usize];
+        if prev < target
+            && offset + 1 >= target
+            && self.partitions_left.fetch_sub(1, Ordering::AcqRel) == 1
+        {
+            *self.drained_at.lock() = Some(Instant::now());
+            self.changed.notify_all();
+        }
+        let fresh = &self.fresh[idx].0;
+        if fresh.load(Ordering::Relaxed) && fresh.swap(false, Ordering::AcqRel) {
+            let now = Instant::now();
+            self.members.lock()[idx].first_record_at = Some(now);
+            self.changed.notify_all();
+        }
+    }
+}
+
+/// The context of a group member: rebalance callbacks update its entry in
+/// the shared state.
+struct MemberContext {
+    idx: usize,
+    state: Arc<GroupState>,
+}
+
+impl ClientContext for MemberContext {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
+        log_to_stderr(level, fac, message);
+    }
+    fn error(&self, error: KafkaError, reason: &str) {
+        eprintln!("runnel-bench: group member {}: {error}: {reason}", self.idx);
+    }
+}
+
+impl ConsumerContext for MemberContext {
+    fn post_rebalance(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        rebalance: &rdkafka::consumer::Rebalance<'_>,
+    ) {
+        use rdkafka::consumer::Rebalance;
+        let now = Instant::now();
+        let s = &self.state;
+        match rebalance {
+            Rebalance::Assign(tpl) => {
+                let parts: Vec<i32> = tpl
+                    .elements()
+                    .iter()
+                    .filter(|e| e.topic() == s.topic)
+                    .map(|e| e.partition())
+                    .collect();
+                let distinct = s.distinct();
+                let mut members = s.members.lock();
+                let me = &mut members[self.idx];
+                me.assignment = parts;
+                me.assigned_at = Some(now);
+                me.distinct_at_assign = distinct;
+                me.assigns += 1;
+                me.first_record_at = None;
+                s.fresh[self.idx].0.store(true, Ordering::Release);
+                drop(members);
+                if !s.formed.load(Ordering::Acquire) {
+                    match consumer.pause(tpl) {
+                        Ok(()) => s.paused[self.idx].0.store(true, Ordering::Release),
+                        Err(e) => s.fail(format!("member {}: pause: {e}", self.idx)),
+                    }
+                }
+            }
+            Rebalance::Revoke(_) => {
+                let mut members = s.members.lock();
+                let me = &mut members[self.idx];
+                me.assignment.clear();
+                me.revoked_at = Some(now);
+            }
+            Rebalance::Error(e) => s.fail(format!("member {}: rebalance: {e}", self.idx)),
+        }
+        s.changed.notify_all();
+    }
+}
+
+/// Members 0..n hold non-empty assignments, received at or after `since`,
+/// that cover each of `partitions` exactly once: the time the last of them
+/// arrived.
+fn formed(
+    members: &[Member],
+    n: usize,
+    partitions: usize,
+    since: Option<Instant>,
+) -> Option<Instant> {
+    let ms = members.get(..n)?;
+    let mut seen = vec![false; partitions];
+    let mut total = 0;
+    for m in ms {
+        let at = m.assigned_at?;
+        if m.assignment.is_empty() || since.is_some_and(|s| at < s) {
+            return None;
+        }
+        for &p in &m.assignment {
+            let slot = seen.get_mut(usize::try_from(p).ok()?)?;
+            if *slot {
+                return None;
+            }
+            *slot = true;
+            total += 1;
+        }
+    }
+    (total == partitions)
+        .then(|| ms.iter().filter_map(|m| m.assigned_at).max())
+        .flatten()
+}
+
+fn describe(members: &[Member], start: Instant) -> String {
+    let ms = |t: Option<Instant>| {
+        t.map_or("-".to_string(), |t| {
+            format!(
+                "{:.0}",
+                t.saturating_duration_since(start).as_secs_f64() * 1e3
+            )
+        })
+    };
+    members
+        .iter()
+        .enumerate()
+        .map(|(i, m)| {
+            format!(
+                "member {i}: subscribed {} ms, {} assignments, last at {} ms {:?}, revoked at {} ms{}",
+                ms(m.subscribed_at),
+                m.assigns,
+                ms(m.assigned_at),
+                m.assignment,
+                ms(m.revoked_at),
+                if m.closed { ", closed" } else { "" }
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// Consumers with one group.id subscribed to one topic, each polling in its
+/// own thread once told to subscribe.
+struct Group {
+    state: Arc<GroupState>,
+    go: Vec<Option<std::sync::mpsc::Sender<()>>>,
+    done: std::sync::mpsc::Receiver<usize>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+    /// When the measuring started: the zero of the diagnostics.
+    epoch: Instant,
+}
+
+impl Group {
+    /// Creates `members` consumers (metadata fetched, connections up) whose
+    /// threads wait for [`Group::go`].
+    fn new(clients: &Clients, group_id: &str, topic: &str, members: usize) -> Result<Group> {
+        let mut settings: Vec<(&str, &str)> = CONSUMER_SETTINGS.to_vec();
+        settings.extend_from_slice(GROUP_CONSUMER_SETTINGS);
+        settings.push(("group.id", group_id));
+        let probe: BaseConsumer<StderrLog> = clients
+            .config(&settings, &clients.consumer_extra)
+            .create_with_context(StderrLog)?;
+        let metadata = probe
+            .fetch_metadata(Some(topic), Duration::from_secs(10))
+            .context("metadata before the group")?;
+        let partitions = metadata
+            .topics()
+            .iter()
+            .find(|t| t.name() == topic)
+            .map_or(0, |t| t.partitions().len());
+        if partitions == 0 {
+            bail!("topic {topic} has no partitions");
+        }
+        let (mut low, mut target) = (Vec::new(), Vec::new());
+        for p in 0..partitions as i32 {
+            let (l, h) = probe
+                .fetch_watermarks(topic, p, Duration::from_secs(10))
+                .with_context(|| format!("watermarks of {topic}/{p}"))?;
+            low.push(l);
+            target.push(h);
+        }
+        drop(probe);
+        let state = Arc::new(GroupState {
+            topic: topic.to_string(),
+            members: Mutex::new(vec![Member::default(); members]),
+            changed: parking_lot::Condvar::new(),
+            next: low
+                .iter()
+                .map(|&l| Padded(std::sync::atomic::AtomicI64::new(l)))
+                .collect(),
+            partitions_left: std::sync::atomic::AtomicUsize::new(
+                low.iter().zip(&target).filter(|(l, h)| h > l).count(),
+            ),
+            low,
+            target,
+            drained_at: Mutex::new(None),
+            polled: (0..members).map(|_| Padded::default()).collect(),
+            fresh: (0..members).map(|_| Padded::default()).collect(),
+            formed: AtomicBool::new(false),
+            paused: (0..members).map(|_| Padded::default()).collect(),
+            skipped: AtomicU64::new(0),
+            stop: AtomicBool::new(false),
+            error: Mutex::new(None),
+        });
+        let (done_tx, done) = std::sync::mpsc::channel();
+        let mut group = Group {
+            state: state.clone(),
+            go: Vec::new(),
+            done,
+            threads: Vec::new(),
+            epoch: Instant::now(),
+        };
+        for idx in 0..members {
+            let consumer: BaseConsumer<MemberContext> = clients
+                .config(&settings, &clients.consumer_extra)
+                .create_with_context(MemberContext {
+                    idx,
+                    state: state.clone(),
+                })?;
+            // Connections and metadata before the clock starts, as for the
+            // assign-only consumer.
+            consumer
+                .fetch_metadata(Some(topic), Duration::from_secs(10))
+                .context("metadata before subscribe")?;
+            let (go_tx, go_rx) = std::sync::mpsc::channel();
+            let (state, done_tx, topic) = (state.clone(), done_tx.clone(), topic.to_string());
+            group.go.push(Some(go_tx));
+            group.threads.push(std::thread::spawn(move || {
+                member_thread(consumer, idx, &topic, &go_rx, &state);
+                state.members.lock()[idx].closed = true;
+                let _ = done_tx.send(idx);
+            }));
+        }
+        Ok(group)
+    }
+
+    fn partitions(&self) -> usize {
+        self.state.next.len()
+    }
+
+    /// Tells member `idx` to subscribe.
+    fn go(&mut self, idx: usize) {
+        if let Some(tx) = self.go[idx].take() {
+            let _ = tx.send(());
+        }
+    }
+
+    /// Waits up to `timeout` until `done` says yes, re-checking whenever a
+    /// member's state changes (and every 5 ms for the lock-free counters).
+    fn wait_for<T>(
+        &self,
+        what: &str,
+        timeout: Duration,
+        mut done: impl FnMut(&[Member]) -> Option<T>,
+    ) -> Result<T> {
+        let deadline = Instant::now() + timeout;
+        let mut members = self.state.members.lock();
+        loop {
+            if let Some(e) = self.state.error.lock().clone() {
+                bail!("{what}: {e}; {}", describe(&members, self.epoch));
+            }
+            if let Some(t) = done(&members) {
+                return Ok(t);
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "{what}: not within {timeout:?}; {}",
+                    describe(&members, self.epoch)
+                );
+            }
+            self.state
+                .changed
+                .wait_for(&mut members, Duration::from_millis(5));
+        }
+    }
+
+    /// Stops every member and waits for them to close (commit, LeaveGroup).
+    fn stop(mut self) -> Result<()> {
+        self.state.stop.store(true, Ordering::Relaxed);
+        self.go.clear();
+        let deadline = Instant::now() + CLOSE_TIMEOUT;
+        let mut open = self.threads.len();
+        while open > 0 {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.done.recv_timeout(left) {
+                Ok(_) => open -= 1,
+                Err(_) => {
+                    // The threads are left behind: a close that hangs must not
+                    // hang the bench.
+                    let members = self.state.members.lock();
+                    bail!(
+                        "{open} group members did not close within {CLOSE_TIMEOUT:?}; {}",
+                        describe(&members, self.epoch)
+                    );
+                }
+            }
+        }
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+        match self.state.error.lock().clone() {
+            Some(e) => Err(anyhow!("{e}")),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        // Members not told to subscribe, or still polling after an error,
+        // stop and close in their own threads.
+        self.state.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+fn member_thread(
+    consumer: BaseConsumer<MemberContext>,
+    idx: usize,
+    topic: &str,
+    go: &std::sync::mpsc::Receiver<()>,
+    state: &GroupState,
+) {
+    loop {
+        match go.recv_timeout(Duration::from_millis(10)) {
+            Ok(()) => break,
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout)
+                if !state.stop.load(Ordering::Relaxed) => {}
+            Err(_) => return,
+        }
+    }
+    state.members.lock()[idx].subscribed_at = Some(Instant::now());
+    if let Err(e) = consumer.subscribe(&[topic]) {
+        state.fail(format!("member {idx}: subscribe: {e}"));
+        return;
+    }
+    while !state.stop.load(Ordering::Relaxed) {
+        let paused = &state.paused[idx].0;
+        let mut wait = Duration::from_millis(50);
+        if paused.load(Ordering::Acquire) {
+            if state.formed.load(Ordering::Acquire) {
+                paused.store(false, Ordering::Release);
+                if let Err(e) = consumer.assignment().and_then(|tpl| consumer.resume(&tpl)) {
+                    state.fail(format!("member {idx}: resume: {e}"));
+                }
+            } else {
+                // Resume within a few ms of formation.
+                wait = Duration::from_millis(5);
+            }
+        }
+        match consumer.poll(wait) {
+            Some(Ok(m)) => state.record(idx, m.partition(), m.offset()),
+            Some(Err(e)) => state.fail(format!("member {idx}: consume: {e}")),
+            None => {}
+        }
+    }
+    // Dropping closes: final commit, revocation, LeaveGroup.
+    drop(consumer);
+}
+
+/// A group of `members` consumers reads `topic` (filled beforehand, records
+/// of `size` bytes) from the beginning: group formation, then throughput
+/// until the backlog is read. With `join_rate`, a producer then writes that
+/// many records/s into the topic and one more member joins mid-stream.
+pub fn group(
+    clients: &Clients,
+    group_id: &str,
+    topic: &str,
+    size: usize,
+    members: usize,
+    join_rate: Option<u64>,
+    broker_cpu: &dyn Fn() -> Result<f64>,
+) -> Result<GroupRun> {
+    let total = members + usize::from(join_rate.is_some());
+    let mut group = Group::new(clients, group_id, topic, total)?;
+    let partitions = group.partitions();
+    let state = group.state.clone();
+    let backlog: u64 = state
+        .target
+        .iter()
+        .zip(&state.low)
+        .map(|(h, l)| (h - l) as u64)
+        .sum();
+
+    for idx in 0..members {
+        group.go(idx);
+    }
+    let first_subscribe = group.wait_for("subscribe", GROUP_TIMEOUT, |m| {
+        m[..members].iter().map(|m| m.subscribed_at).min().flatten()
+    })?;
+    let formed_at = group.wait_for(
+        &format!("group of {members} forming over {partitions} partitions"),
+        GROUP_TIMEOUT,
+        |m| formed(m, members, partitions, None),
+    )?;
+    state.formed.store(true, Ordering::Release);
+    let resumed = Instant::now();
+    let cpu0 = (broker_cpu()?, crate::broker::self_cpu_secs()?);
+    let before_formation = state.distinct();
+    let formation_assignments = state.members.lock()[..members]
+        .iter()
+        .map(|m| m.assigns)
+        .sum();
+    let drained_at = group.wait_for(
+        &format!("group reading {backlog} records"),
+        CLIENT_TIMEOUT,
+        |_| *state.drained_at.lock(),
+    )?;
+    let cpu1 = (broker_cpu()?, crate::broker::self_cpu_secs()?);
+    let records = backlog.saturating_sub(before_formation);
+    let mut run = GroupRun {
+        formation_secs: (formed_at - first_subscribe).as_secs_f64(),
+        formation_assignments,
+        before_formation,
+        consume: Throughput {
+            records,
+            payload_bytes: records * size as u64,
+            secs: drained_at.saturating_duration_since(resumed).as_secs_f64(),
+            broker_cpu_secs: cpu1.0 - cpu0.0,
+            client_cpu_secs: cpu1.1 - cpu0.1,
+        },
+        redelivered: state.polled().saturating_sub(state.distinct()),
+        skipped: state.skipped.load(Ordering::Relaxed),
+        join: None,
+    };
+    if let Some(rate) = join_rate {
+        run.join = Some(join_mid_stream(
+            clients, &mut group, topic, size, members, rate,
+        )?);
+    }
+    group.stop()?;
+    Ok(run)
+}
+
+/// A producer writes `rate` records/s into `topic` while the formed group
+/// reads them; once the flow has reached the group, member `joiner`
+/// subscribes.
+fn join_mid_stream(
+    clients: &Clients,
+    group: &mut Group,
+    topic: &str,
+    size: usize,
+    joiner: usize,
+    rate: u64,
+) -> Result<JoinRun> {
+    let state = group.state.clone();
+    let partitions = group.partitions();
+    let stop = AtomicBool::new(false);
+    let (polled0, distinct0, skipped0) = (
+        state.polled(),
+        state.distinct(),
+        state.skipped.load(Ordering::Relaxed),
+    );
+    std::thread::scope(|s| {
+        let producer = s.spawn(|| paced_produce(clients, topic, size, rate, &stop));
+        let result = (|| -> Result<JoinRun> {
+            // A third of a second of flow delivered before the join.
+            let flowing = distinct0 + (rate / 3).max(1);
+            let flow_start = Instant::now();
+            group.wait_for(
+                "records flowing to the group",
+                Duration::from_secs(10),
+                |_| (state.distinct() >= flowing).then_some(()),
+            )?;
+            group.go(joiner);
+            let joined = group.wait_for("new member subscribing", GROUP_TIMEOUT, |m| {
+                m[joiner].subscribed_at
+            })?;
+            let n = joiner + 1;
+            let rebalanced =
+                group.wait_for(&format!("rebalance to {n} members"), GROUP_TIMEOUT, |m| {
+                    formed(m, n, partitions, Some(joined))
+                })?;
+            let (revoked, assignment) = {
+                let m = state.members.lock();
+                let revoked = m[..joiner]
+                    .iter()
+                    .map(|m| m.revoked_at.filter(|&t| t >= joined))
+                    .collect::<Option<Vec<_>>>()
+                    .and_then(|v| v.into_iter().max());
+                (revoked, m[..n].iter().map(|m| m.assignment.len()).collect())
+            };
+            // Every member receiving records again; bounded, since a member
+            // could own only partitions the producer has not written to.
+            let resumed = group
+                .wait_for("members resuming", Duration::from_secs(10), |m| {
+                    m[..n]
+                        .iter()
+                        .map(|m| m.first_record_at)
+                        .collect::<Option<Vec<_>>>()
+                        .and_then(|v| v.into_iter().max())
+                })
+                .ok();
+            let secs = |t: Option<Instant>| {
+                t.map_or(f64::NAN, |t| {
+                    t.saturating_duration_since(joined).as_secs_f64()
+                })
+            };
+            Ok(JoinRun {
+                flow_rate: ((state.distinct() - distinct0) as f64
+                    / flow_start.elapsed().as_secs_f64()) as u64,
+                rebalance_secs: secs(Some(rebalanced)),
+                revoke_secs: secs(revoked),
+                resume_secs: secs(resumed),
+                assignment,
+                redelivered: 0,
+                skipped: 0,
+            })
+        })();
+        stop.store(true, Ordering::Relaxed);
+        let produced = producer
+            .join()
+            .map_err(|_| anyhow!("flow producer panicked"))?;
+        let mut run = result?;
+        produced.context("flow producer")?;
+        let distinct = state.distinct() - distinct0;
+        run.redelivered = (state.polled() - polled0).saturating_sub(distinct);
+        run.skipped = state.skipped.load(Ordering::Relaxed) - skipped0;
+        Ok(run)
+    })
+}
+
+/// Sends `rate` records/s of `size` bytes to `topic` until `stop`, then
+/// waits for the acknowledgements; returns how many were sent.
+fn paced_produce(
+    clients: &Clients,
+    topic: &str,
+    size: usize,
+    rate: u64,
+    stop: &AtomicBool,
+) -> Result<u64> {
+    let producer: BaseProducer = clients
+        .producer(PRODUCER_SETTINGS)
+        .set("acks", "1")
+        .create()?;
+    let payload = vec![b'f'; size];
+    let start = Instant::now();
+    let mut sent = 0u64;
+    while !stop.load(Ordering::Relaxed) {
+        let due = (start.elapsed().as_secs_f64() * rate as f64) as u64 + 1;
+        while sent < due {
+            match producer.send(BaseRecord::<(), [u8]>::to(topic).payload(&payload[..])) {
+                Ok(()) => sent += 1,
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => break,
+                Err((e, _)) => bail!("send: {e}"),
+            }
+        }
+        producer.poll(Duration::ZERO);
+        std::thread::sleep(Duration::from_millis(1));
+        if start.elapsed() > CLIENT_TIMEOUT {
+            bail!("flow producer ran for {CLIENT_TIMEOUT:?}");
+        }
+    }
+    producer.flush(Duration::from_secs(30))?;
+    Ok(sent)
+}
+
+/// Group formation alone: `members` consumers subscribe to `topic` together.
+pub fn group_formation(
+    clients: &Clients,
+    group_id: &str,
+    topic: &str,
+    members: usize,
+) -> Result<f64> {
+    let mut group = Group::new(clients, group_id, topic, members)?;
+    let partitions = group.partitions();
+    for idx in 0..members {
+        group.go(idx);
+    }
+    let first = group.wait_for("subscribe", GROUP_TIMEOUT, |m| {
+        m.iter().map(|m| m.subscribed_at).min().flatten()
+    })?;
+    let formed_at = group.wait_for(
+        &format!("group of {members} forming over {partitions} partitions"),
+        GROUP_TIMEOUT,
+        |m| formed(m, members, partitions, None),
+    )?;
+    group.stop()?;
+    Ok((formed_at - first).as_secs_f64())
+}

@@ -116,6 +116,8 @@ pub struct CommitRequest {
     /// OffsetCommit v2-v4 retention time; -1 for the broker's default.
     pub retention_ms: i64,
     pub partitions: Vec<CommitPartition>,
+    /// The OffsetCommit version (v9 changes an error code).
+    pub api_version: i16,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -531,7 +533,12 @@ impl GroupShard {
         }
         if !self.groups.contains_key(&req.group_id) {
             if req.generation >= 0 {
-                return all(Code::IllegalGeneration.code());
+                // OffsetCommit v9 names the real problem.
+                return all(if req.api_version >= 9 {
+                    Code::GroupIdNotFound.code()
+                } else {
+                    Code::IllegalGeneration.code()
+                });
             }
             // A group that uses Kafka only to store offsets (assign()).
             self.groups.insert(
@@ -570,7 +577,7 @@ impl GroupShard {
                 continue;
             }
             let metadata = p.metadata.unwrap_or_default();
-            if metadata.len() > max_metadata {
+            if metadata.encode_utf16().count() > max_metadata {
                 errors.push(Code::OffsetMetadataTooLarge.code());
                 continue;
             }
@@ -1173,6 +1180,9 @@ fn prepare_rebalance(group: &mut ClassicGroup, now: i64, initial_delay: i64, out
     }
     tracing::debug!(group = %group.id, generation = group.generation, "preparing rebalance");
     group.transition(PreparingRebalance, now);
+    // Kafka completes a (non-initial) join phase right away when nobody is
+    // missing, e.g. when the last member just left.
+    maybe_complete_join(group, now, out);
 }
 
 fn maybe_complete_join(group: &mut ClassicGroup, now: i64, out: &mut Outcome) {
