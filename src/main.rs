@@ -66,9 +66,11 @@ fn main() -> std::process::ExitCode {
 
 async fn run(config: runnel::BrokerConfig) -> anyhow::Result<()> {
     use tokio::signal::unix::{signal, SignalKind};
-    let handle = runnel::broker::start(config).await?;
+    // Handlers first: the listener is bound inside `start`, and a signal
+    // arriving before they exist would kill the process uncleanly.
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
+    let handle = runnel::broker::start(config).await?;
     tokio::select! {
         _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
         _ = int.recv() => tracing::info!("SIGINT: shutting down"),
