@@ -412,11 +412,12 @@ fn one_run(plan: &Plan, run: usize) -> Result<RunResult> {
                 );
                 if let Some(j) = &g.join {
                     eprintln!(
-                        "          member {} joins at {} rec/s: rebalance {:.0} ms, last revoke {:.0} ms, all resumed {:.0} ms, assignment {:?}, redelivered {}+{}, gaps {}+{}",
+                        "          member {} joins at {} rec/s: rebalance {:.0} ms, last revoke {:.0} ms (re-join {:.1} ms), all resumed {:.0} ms, assignment {:?}, redelivered {}+{}, gaps {}+{}",
                         c.members + 1,
                         j.flow_rate,
                         j.rebalance_secs * 1e3,
                         j.revoke_secs * 1e3,
+                        (j.rebalance_secs - j.revoke_secs) * 1e3,
                         j.resume_secs * 1e3,
                         j.assignment,
                         g.redelivered,

@@ -475,7 +475,7 @@ impl Report {
         );
         let _ = writeln!(
             o,
-            "{members} librdkafka consumers, one thread each, `subscribe` together with one group.id (a new group per case) to the topic the acks=1 produce run filled: `{}`, librdkafka's defaults otherwise (eager `range,roundrobin`, so range; heartbeat.interval.ms=3000; session.timeout.ms=45000). The broker's initial rebalance delay is {} ms (Kafka's built-in default is 3000; its shipped server.properties sets 0). Formation: first subscribe until every member holds a non-empty assignment and together they hold each partition once; assignments: assign callbacks over all members until then ({members} = formed in one generation; more = a member's JoinGroup came after a generation had formed, and the others learnt of the new rebalance from a heartbeat, up to heartbeat.interval.ms later). Until formation the members pause what they are assigned, so that the throughput is that of the whole group: formation to the last of the records, counting the records first delivered in that window (records read before are listed, normally 0). Redelivered: deliveries beyond the distinct records (re-reads after a rebalance).\n",
+            "{members} librdkafka consumers, one thread each, `subscribe` together with one group.id (a new group per case) to the topic the acks=1 produce run filled: `{}`, librdkafka's defaults otherwise (eager `range,roundrobin`, so range; heartbeat.interval.ms=3000; session.timeout.ms=45000). The broker's initial rebalance delay is {} ms (Kafka's built-in default is 3000; its shipped server.properties sets 0). Formation: first subscribe until every member holds a non-empty assignment and together they hold each partition once; assignments: assign callbacks over all members until then ({members} = formed in one generation; more = a member's JoinGroup came after a generation had formed, and the others learnt of the new rebalance from a heartbeat, up to heartbeat.interval.ms later). Until formation the members pause what they are assigned, so that the throughput is that of the whole group: formation to the last of the records, counting the records first delivered in that window (records read before are listed, normally 0); the window includes librdkafka's start on partitions without a committed offset (auto.offset.reset, then ListOffsets after its offset-query timer, about 100 ms). Redelivered: deliveries beyond the distinct records (re-reads after a rebalance).\n",
             self.group_settings, self.group_delay_ms
         );
         let _ = writeln!(
@@ -514,7 +514,11 @@ impl Report {
                 formation.median,
                 formation.min,
                 formation.max,
-                assigns.median,
+                if assigns.min == assigns.max {
+                    format!("{}", assigns.median)
+                } else {
+                    format!("{} [{}–{}]", assigns.median, assigns.min, assigns.max)
+                },
                 thousands(before.median),
                 thousands(rps.median),
                 short(rps.min),
@@ -551,16 +555,16 @@ impl Report {
             let _ = writeln!(o, "\n#### A consumer joins mid-stream\n");
             let _ = writeln!(
                 o,
-                "After the backlog, a producer writes {} records/s into the topic while the {members} formed consumers read them; once they receive the flow, consumer {} subscribes with the same group.id. Rebalance: its subscribe until all {} hold assignments received after it that cover each partition once (eager range: every member revokes and re-joins). Last revoke: until the last of the {members} old members had its partitions revoked (members learn of a rebalance from their next heartbeat response, so up to heartbeat.interval.ms=3000 later). Resumed: until each member has received a record under its new assignment. Assignment: partitions per member afterwards.\n",
+                "After the backlog, a producer writes {} records/s into the topic while the {members} formed consumers read them; once they receive the flow, consumer {} subscribes with the same group.id. Rebalance: its subscribe until all {} hold assignments received after it that cover each partition once (eager range: every member revokes and re-joins). Last revoke: until the last of the {members} old members had its partitions revoked: members learn of a rebalance from their next heartbeat response, so this is up to heartbeat.interval.ms=3000 and depends on where their heartbeat cycle stands, not on the broker (the old members formed together, so their cycles are aligned). Re-join: last revoke to rebalanced, the JoinGroup/SyncGroup round that is the coordinator's own part. Resumed: until each member has received a record under its new assignment. Assignment: partitions per member afterwards.\n",
                 thousands(self.group_flow_rate as f64),
                 members + 1,
                 members + 1
             );
             let _ = writeln!(
                 o,
-                "| record | records/s read | rebalance ms | [min–max] | last revoke ms | [min–max] | resumed ms | assignment | redelivered |"
+                "| record | records/s read | rebalance ms | [min–max] | last revoke ms | [min–max] | re-join ms | [min–max] | resumed ms | assignment | redelivered |"
             );
-            let _ = writeln!(o, "|---|--:|--:|--:|--:|--:|--:|---|--:|");
+            let _ = writeln!(o, "|---|--:|--:|--:|--:|--:|--:|--:|--:|---|--:|");
             for (i, c) in joins {
                 let s: Vec<_> = self
                     .group_samples(i)
@@ -574,12 +578,13 @@ impl Report {
                 let rebalance = Stat::of(s.iter().map(|j| j.rebalance_secs));
                 let revoke = Stat::of(s.iter().map(|j| j.revoke_secs));
                 let resume = Stat::of(s.iter().map(|j| j.resume_secs));
+                let rejoin = Stat::of(s.iter().map(|j| (j.rebalance_secs - j.revoke_secs) * 1e3));
                 let redelivered = Stat::of(s.iter().map(|j| j.redelivered as f64));
                 let mut assignment = s[0].assignment.clone();
                 assignment.sort_unstable_by(|a, b| b.cmp(a));
                 let _ = writeln!(
                     o,
-                    "| {} | {} | {} | [{}–{}] | {} | [{}–{}] | {} | {} | {} |",
+                    "| {} | {} | {} | [{}–{}] | {} | [{}–{}] | {:.1} | [{:.1}–{:.1}] | {} | {} | {} |",
                     size_label(c.size),
                     thousands(rate.median),
                     ms(rebalance.median),
@@ -588,6 +593,9 @@ impl Report {
                     ms(revoke.median),
                     ms(revoke.min),
                     ms(revoke.max),
+                    rejoin.median,
+                    rejoin.min,
+                    rejoin.max,
                     ms(resume.median),
                     assignment
                         .iter()
