@@ -191,6 +191,33 @@ impl H {
         assert_eq!(self.state(), GroupState::Stable);
         a
     }
+
+    /// One member whose consumer-protocol subscription names topic "t",
+    /// joined (v3-style, no MEMBER_ID_REQUIRED) and synced: returns its id.
+    fn stable_subscriber_of_t(&mut self, session_timeout_ms: i32) -> String {
+        let (tx, _rx) = oneshot::channel();
+        // ConsumerProtocolSubscription v0: ["t"], null user data.
+        let sub = Bytes::from_static(&[0, 0, 0, 0, 0, 1, 0, 1, b't', 255, 255, 255, 255]);
+        let req = JoinRequest {
+            group_id: "g".into(),
+            member_id: String::new(),
+            group_instance_id: None,
+            session_timeout_ms,
+            rebalance_timeout_ms: REBALANCE,
+            protocol_type: "consumer".into(),
+            protocols: vec![("range".into(), sub)],
+            client_id: "c".into(),
+            client_host: "/h".into(),
+            require_known_member_id: false,
+            reply: tx,
+        };
+        self.run(|s, now, out| s.join(req, now, out));
+        self.tick();
+        let g = self.shard.group("g").expect("group exists");
+        let id = g.members.keys().next().expect("one member").clone();
+        self.sync(&id, 1, &[(&id, "x")]);
+        id
+    }
 }
 
 fn pending<T>(rx: &mut Receiver<T>) -> bool {
@@ -448,34 +475,7 @@ fn assign_only_groups_commit_and_expire_after_retention() {
 #[test]
 fn offsets_of_subscribed_topics_do_not_expire_while_the_group_is_active() {
     let mut h = H::new();
-    let (tx, _rx) = oneshot::channel();
-    // A consumer-protocol subscription to topic "t".
-    let sub = Bytes::from_static(&[0, 0, 0, 0, 0, 1, 0, 1, b't', 255, 255, 255, 255]);
-    let req = JoinRequest {
-        group_id: "g".into(),
-        member_id: String::new(),
-        group_instance_id: None,
-        session_timeout_ms: 300_000,
-        rebalance_timeout_ms: REBALANCE,
-        protocol_type: "consumer".into(),
-        protocols: vec![("range".into(), sub)],
-        client_id: "c".into(),
-        client_host: "/h".into(),
-        require_known_member_id: false,
-        reply: tx,
-    };
-    h.run(|s, now, out| s.join(req, now, out));
-    h.tick();
-    let id = h
-        .shard
-        .group("g")
-        .unwrap()
-        .members
-        .keys()
-        .next()
-        .unwrap()
-        .clone();
-    h.sync(&id, 1, &[(&id, "x")]);
+    let id = h.stable_subscriber_of_t(300_000);
     assert_eq!(h.commit(&id, 1, 7), 0);
     h.clock.advance(120_000);
     h.heartbeat(&id, 1);
@@ -550,33 +550,7 @@ fn delete_group_needs_an_empty_group() {
 #[test]
 fn offset_delete_refuses_subscribed_topics() {
     let mut h = H::new();
-    let (tx, _rx) = oneshot::channel();
-    let sub = Bytes::from_static(&[0, 0, 0, 0, 0, 1, 0, 1, b't', 255, 255, 255, 255]);
-    let req = JoinRequest {
-        group_id: "g".into(),
-        member_id: String::new(),
-        group_instance_id: None,
-        session_timeout_ms: SESSION,
-        rebalance_timeout_ms: REBALANCE,
-        protocol_type: "consumer".into(),
-        protocols: vec![("range".into(), sub)],
-        client_id: "c".into(),
-        client_host: "/h".into(),
-        require_known_member_id: false,
-        reply: tx,
-    };
-    h.run(|s, now, out| s.join(req, now, out));
-    h.tick();
-    let id = h
-        .shard
-        .group("g")
-        .unwrap()
-        .members
-        .keys()
-        .next()
-        .unwrap()
-        .clone();
-    h.sync(&id, 1, &[(&id, "x")]);
+    let id = h.stable_subscriber_of_t(SESSION);
     h.commit(&id, 1, 7);
     let parts = [("t".to_string(), 0), ("other".to_string(), 0)];
     let errs = h.run(|s, _, out| s.delete_offsets("g", &parts, out));
