@@ -7,16 +7,15 @@
 mod common;
 
 use std::collections::HashMap;
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{consume, consumer, numbered_payload, recording_producer, Delivery, TIMEOUT};
+use common::{
+    consume, consumer, free_port, numbered_payload, recording_producer, BrokerProcess, Delivery,
+    TIMEOUT,
+};
 use rdkafka::consumer::Consumer;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{BaseRecord, Producer};
@@ -32,101 +31,6 @@ const ACKED_BEFORE_KILL: usize = 10_000;
 
 const PLAIN: &str = "crash-plain";
 const IDEMPOTENT: &str = "crash-idempotent";
-
-fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    l.local_addr().unwrap().port()
-}
-
-/// The `runnel` binary as a child process.
-struct BrokerProcess {
-    child: Child,
-    log: PathBuf,
-}
-
-impl BrokerProcess {
-    fn start(data: &Path, port: u16, log: PathBuf) -> BrokerProcess {
-        let log_file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log)
-            .expect("broker log file");
-        let child = Command::new(env!("CARGO_BIN_EXE_runnel"))
-            .arg("--override")
-            .arg(format!("log.dirs={}", data.display()))
-            .arg("--override")
-            .arg(format!("listeners=PLAINTEXT://127.0.0.1:{port}"))
-            .env("RUNNEL_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log_file)
-            .spawn()
-            .expect("spawn runnel");
-        let mut p = BrokerProcess { child, log };
-        p.wait_serving(port);
-        p
-    }
-
-    /// Bounded wait until the broker answers an ApiVersions request.
-    fn wait_serving(&mut self, port: u16) {
-        let addr = SocketAddr::from(([127, 0, 0, 1], port));
-        let deadline = Instant::now() + TIMEOUT;
-        loop {
-            if let Some(status) = self.child.try_wait().expect("try_wait") {
-                panic!("broker exited with {status}:\n{}", self.log_tail());
-            }
-            if api_versions_answered(addr) {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "broker not serving on {addr} after {TIMEOUT:?}:\n{}",
-                self.log_tail()
-            );
-            // Retry interval of a readiness probe, not synchronisation.
-            thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    /// SIGKILL (std's Child::kill) and reap.
-    fn kill9(mut self) {
-        self.child.kill().expect("SIGKILL");
-        self.child.wait().expect("reap");
-    }
-
-    fn log_tail(&self) -> String {
-        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(30)..].join("\n")
-    }
-}
-
-impl Drop for BrokerProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Sends ApiVersions v0 and reads the reply's correlation id.
-fn api_versions_answered(addr: SocketAddr) -> bool {
-    let Ok(mut s) = TcpStream::connect_timeout(&addr, Duration::from_millis(200)) else {
-        return false;
-    };
-    let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
-    // length, api key 18, version 0, correlation id 7, client id null.
-    let mut req = Vec::new();
-    req.extend_from_slice(&10i32.to_be_bytes());
-    req.extend_from_slice(&18i16.to_be_bytes());
-    req.extend_from_slice(&0i16.to_be_bytes());
-    req.extend_from_slice(&7i32.to_be_bytes());
-    req.extend_from_slice(&(-1i16).to_be_bytes());
-    if s.write_all(&req).is_err() {
-        return false;
-    }
-    let mut head = [0u8; 8];
-    s.read_exact(&mut head).is_ok() && head[4..8] == 7i32.to_be_bytes()
-}
 
 /// One producer thread's stream for one cycle.
 struct Stream {

@@ -291,3 +291,111 @@ pub async fn write_frame(
     w.write_all(&(body.len() as i32).to_be_bytes()).await?;
     w.write_all(body).await
 }
+
+// ---------------------------------------------------------------------------
+// The `runnel` binary as a child process (crash tests: kill -9 needs a
+// process of its own).
+
+use std::io::{Read as _, Write as _};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+
+pub fn free_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    l.local_addr().unwrap().port()
+}
+
+pub struct BrokerProcess {
+    child: Child,
+    log: PathBuf,
+}
+
+impl BrokerProcess {
+    /// Starts `runnel` on `data` and `port` (with the same initial group
+    /// rebalance delay of 0 as in-process test brokers) and waits until it
+    /// answers ApiVersions.
+    pub fn start(data: &Path, port: u16, log: PathBuf) -> BrokerProcess {
+        let log_file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .expect("broker log file");
+        let child = Command::new(env!("CARGO_BIN_EXE_runnel"))
+            .arg("--override")
+            .arg(format!("log.dirs={}", data.display()))
+            .arg("--override")
+            .arg(format!("listeners=PLAINTEXT://127.0.0.1:{port}"))
+            .arg("--override")
+            .arg("group.initial.rebalance.delay.ms=0")
+            .env("RUNNEL_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log_file)
+            .spawn()
+            .expect("spawn runnel");
+        let mut p = BrokerProcess { child, log };
+        p.wait_serving(port);
+        p
+    }
+
+    /// Bounded wait until the broker answers an ApiVersions request.
+    fn wait_serving(&mut self, port: u16) {
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let deadline = Instant::now() + TIMEOUT;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                panic!("broker exited with {status}:\n{}", self.log_tail());
+            }
+            if api_versions_answered(addr) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "broker not serving on {addr} after {TIMEOUT:?}:\n{}",
+                self.log_tail()
+            );
+            // Retry interval of a readiness probe, not synchronisation.
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// SIGKILL (std's Child::kill) and reap.
+    pub fn kill9(mut self) {
+        self.child.kill().expect("SIGKILL");
+        self.child.wait().expect("reap");
+    }
+
+    pub fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(30)..].join("\n")
+    }
+}
+
+impl Drop for BrokerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Sends ApiVersions v0 and reads the reply's correlation id.
+pub fn api_versions_answered(addr: SocketAddr) -> bool {
+    let Ok(mut s) = TcpStream::connect_timeout(&addr, Duration::from_millis(200)) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
+    // length, api key 18, version 0, correlation id 7, client id null.
+    let mut req = Vec::new();
+    req.extend_from_slice(&10i32.to_be_bytes());
+    req.extend_from_slice(&18i16.to_be_bytes());
+    req.extend_from_slice(&0i16.to_be_bytes());
+    req.extend_from_slice(&7i32.to_be_bytes());
+    req.extend_from_slice(&(-1i16).to_be_bytes());
+    if s.write_all(&req).is_err() {
+        return false;
+    }
+    let mut head = [0u8; 8];
+    s.read_exact(&mut head).is_ok() && head[4..8] == 7i32.to_be_bytes()
+}
