@@ -5,6 +5,7 @@
 //! by replaying its partition.
 
 pub mod group;
+pub mod txn;
 
 use std::sync::atomic::{AtomicI64, Ordering};
 

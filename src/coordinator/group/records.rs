@@ -406,7 +406,7 @@ impl MemberValue {
     }
 }
 
-fn check_version(record: &'static str, version: i16, max: i16) -> Result<()> {
+pub(crate) fn check_version(record: &'static str, version: i16, max: i16) -> Result<()> {
     if (0..=max).contains(&version) {
         Ok(())
     } else {
@@ -418,22 +418,22 @@ fn check_version(record: &'static str, version: i16, max: i16) -> Result<()> {
 // Primitive reader / writer (Kafka's protocol types, big-endian)
 // ---------------------------------------------------------------------------
 
-struct Reader<'a> {
+pub(crate) struct Reader<'a> {
     buf: &'a [u8],
     /// Compact lengths and tagged fields (flexible versions).
-    flexible: bool,
+    pub(crate) flexible: bool,
 }
 
 impl<'a> Reader<'a> {
-    fn new(buf: &'a [u8], flexible: bool) -> Self {
+    pub(crate) fn new(buf: &'a [u8], flexible: bool) -> Self {
         Reader { buf, flexible }
     }
 
-    fn remaining(&self) -> usize {
+    pub(crate) fn remaining(&self) -> usize {
         self.buf.len()
     }
 
-    fn take(&mut self, n: usize, field: &'static str) -> Result<&'a [u8]> {
+    pub(crate) fn take(&mut self, n: usize, field: &'static str) -> Result<&'a [u8]> {
         if self.buf.len() < n {
             return Err(RecordError::Truncated(field));
         }
@@ -442,7 +442,7 @@ impl<'a> Reader<'a> {
         Ok(head)
     }
 
-    fn fixed<const N: usize>(&mut self, field: &'static str) -> Result<[u8; N]> {
+    pub(crate) fn fixed<const N: usize>(&mut self, field: &'static str) -> Result<[u8; N]> {
         let (head, rest) = self
             .buf
             .split_first_chunk::<N>()
@@ -451,20 +451,20 @@ impl<'a> Reader<'a> {
         Ok(*head)
     }
 
-    fn i16(&mut self, field: &'static str) -> Result<i16> {
+    pub(crate) fn i16(&mut self, field: &'static str) -> Result<i16> {
         self.fixed(field).map(i16::from_be_bytes)
     }
 
-    fn i32(&mut self, field: &'static str) -> Result<i32> {
+    pub(crate) fn i32(&mut self, field: &'static str) -> Result<i32> {
         self.fixed(field).map(i32::from_be_bytes)
     }
 
-    fn i64(&mut self, field: &'static str) -> Result<i64> {
+    pub(crate) fn i64(&mut self, field: &'static str) -> Result<i64> {
         self.fixed(field).map(i64::from_be_bytes)
     }
 
     /// Kafka's unsigned varint: at most 5 bytes.
-    fn uvarint(&mut self, field: &'static str) -> Result<u32> {
+    pub(crate) fn uvarint(&mut self, field: &'static str) -> Result<u32> {
         let mut value = 0u32;
         for i in 0..5 {
             let [b] = self.fixed::<1>(field)?;
@@ -507,7 +507,7 @@ impl<'a> Reader<'a> {
     }
 
     /// Bytes or array length: int32 (negative = null) or compact.
-    fn long_len(&mut self, field: &'static str) -> Result<Option<usize>> {
+    pub(crate) fn long_len(&mut self, field: &'static str) -> Result<Option<usize>> {
         if self.flexible {
             self.compact_len(field)
         } else {
@@ -526,7 +526,7 @@ impl<'a> Reader<'a> {
             .map_err(|_| RecordError::BadUtf8(field))
     }
 
-    fn string(&mut self, field: &'static str) -> Result<String> {
+    pub(crate) fn string(&mut self, field: &'static str) -> Result<String> {
         self.nullable_string(field)?
             .ok_or(RecordError::UnexpectedNull(field))
     }
@@ -538,14 +538,14 @@ impl<'a> Reader<'a> {
         self.take(len, field).map(Bytes::copy_from_slice)
     }
 
-    fn array_len(&mut self, field: &'static str) -> Result<usize> {
+    pub(crate) fn array_len(&mut self, field: &'static str) -> Result<usize> {
         self.long_len(field)?
             .ok_or(RecordError::UnexpectedNull(field))
     }
 
     /// Skips a tagged field section (flexible versions only); none of these
     /// schemas defines a tag, so every one is unknown and skipped.
-    fn tagged_fields(&mut self, field: &'static str) -> Result<()> {
+    pub(crate) fn tagged_fields(&mut self, field: &'static str) -> Result<()> {
         if !self.flexible {
             return Ok(());
         }
@@ -559,15 +559,15 @@ impl<'a> Reader<'a> {
     }
 }
 
-struct Writer {
-    buf: Vec<u8>,
-    flexible: bool,
+pub(crate) struct Writer {
+    pub(crate) buf: Vec<u8>,
+    pub(crate) flexible: bool,
     /// First field that had to be cut short, and its real length.
     too_long: Option<(&'static str, usize)>,
 }
 
 impl Writer {
-    fn new(flexible: bool) -> Self {
+    pub(crate) fn new(flexible: bool) -> Self {
         Writer {
             buf: Vec::with_capacity(64),
             flexible,
@@ -576,7 +576,7 @@ impl Writer {
     }
 
     /// The bytes, or an error if any field did not fit.
-    fn finish(self) -> Result<Vec<u8>> {
+    pub(crate) fn finish(self) -> Result<Vec<u8>> {
         match self.too_long {
             None => Ok(self.buf),
             Some((field, len)) => Err(RecordError::TooLong { field, len }),
@@ -587,19 +587,19 @@ impl Writer {
         self.too_long.get_or_insert((field, len));
     }
 
-    fn i16(&mut self, v: i16) {
+    pub(crate) fn i16(&mut self, v: i16) {
         self.buf.extend_from_slice(&v.to_be_bytes());
     }
 
-    fn i32(&mut self, v: i32) {
+    pub(crate) fn i32(&mut self, v: i32) {
         self.buf.extend_from_slice(&v.to_be_bytes());
     }
 
-    fn i64(&mut self, v: i64) {
+    pub(crate) fn i64(&mut self, v: i64) {
         self.buf.extend_from_slice(&v.to_be_bytes());
     }
 
-    fn uvarint(&mut self, mut v: u32) {
+    pub(crate) fn uvarint(&mut self, mut v: u32) {
         while v >= 0x80 {
             self.buf.push((v as u8 & 0x7f) | 0x80);
             v >>= 7;
@@ -619,7 +619,7 @@ impl Writer {
         }
     }
 
-    fn null(&mut self, int16: bool) {
+    pub(crate) fn null(&mut self, int16: bool) {
         if self.flexible {
             self.uvarint(0);
         } else if int16 {
@@ -646,7 +646,7 @@ impl Writer {
         self.buf.extend_from_slice(&s.as_bytes()[..end]);
     }
 
-    fn string(&mut self, field: &'static str, s: &str) {
+    pub(crate) fn string(&mut self, field: &'static str, s: &str) {
         self.nullable_string(field, Some(s));
     }
 
@@ -665,14 +665,14 @@ impl Writer {
 
     /// Element count; the caller writes every element, so a count too large
     /// for the field is only reported, never written short.
-    fn array_len(&mut self, field: &'static str, n: usize) {
+    pub(crate) fn array_len(&mut self, field: &'static str, n: usize) {
         if n > i32::MAX as usize - 1 {
             self.overflowed(field, n);
         }
         self.len(n.min(i32::MAX as usize - 1), false);
     }
 
-    fn tagged_fields(&mut self) {
+    pub(crate) fn tagged_fields(&mut self) {
         if self.flexible {
             self.uvarint(0);
         }
