@@ -2,9 +2,15 @@
 #
 # start_broker [--override k=v ...]
 #   Builds target/release/runnel if needed and starts it on a free loopback
-#   port with a fresh data directory. Sets BROKER (host:port), BROKER_PID and
-#   BROKER_DIR; the broker is stopped when the calling script exits.
+#   port with a fresh data directory, with COMPAT_BROKER_ARGS first. Sets
+#   BROKER (host:port), BROKER_PID and BROKER_DIR; the broker is stopped when
+#   the calling script exits.
 #   If RUNNEL_BOOTSTRAP is set, no broker is started and BROKER takes it.
+# COMPAT_BROKER_ARGS
+#   What every compat broker starts with (librdkafka/run.sh uses it too):
+#   group.initial.rebalance.delay.ms=0, as Kafka's shipped
+#   config/server.properties sets it, so a group's first rebalance is not held
+#   for the 3 s default.
 # compat_cache DIR
 #   Prints (and creates) a cache directory under compat/.cache that survives
 #   between runs (CI keeps the checkout for one run only, so it mostly helps
@@ -18,6 +24,8 @@ compat_cache() {
   mkdir -p "$d"
   echo "$d"
 }
+
+COMPAT_BROKER_ARGS=(--override group.initial.rebalance.delay.ms=0)
 
 free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
@@ -34,7 +42,7 @@ start_broker() {
   port="$(free_port)"
   BROKER_DIR="$(mktemp -d /tmp/runnel-compat.XXXXXX)"
   "$bin" --override "listeners=PLAINTEXT://127.0.0.1:$port" \
-         --override "log.dirs=$BROKER_DIR/data" "$@" \
+         --override "log.dirs=$BROKER_DIR/data" "${COMPAT_BROKER_ARGS[@]}" "$@" \
          >"$BROKER_DIR/broker.log" 2>&1 &
   BROKER_PID=$!
   BROKER="127.0.0.1:$port"

@@ -20,7 +20,9 @@ if ! command -v kcat >/dev/null; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq kcat >/dev/null || exit 1
 fi
 
-start_broker || exit 1
+# 4 partitions per auto-created topic, so `-G` consumers have some to share
+# (every other scenario names partition 0).
+start_broker --override num.partitions=4 || exit 1
 TMP="$(mktemp -d /tmp/runnel-kcat.XXXXXX)"
 trap 'stop_broker; rm -rf "$TMP"' EXIT
 RUN="$(date +%s)-$$"
@@ -225,12 +227,123 @@ assert m["headers"] == ["h1", "x", "h2", "y"] or m["headers"] == {"h1": "x", "h2
 '
 }
 
-pending_group_consumer() {
-  offsets_topic || { echo "produce failed"; return 1; }
-  local t=$OFFSETS_TOPIC
-  local got
-  got=$(timeout 20 kcat -b "$BROKER" -G "kcat-group-$RUN" -o beginning -e -c 10 -f '%s\n' "$t" 2>&1)
-  expect_eq "group consumer" "$(seq 0 9 | sed 's/^/m/')" "$got"
+# ------------------------------------------------------------------ groups
+
+# On a fresh broker no group has been used yet: Kafka creates
+# __consumer_offsets on the first FindCoordinator for a group, so until then
+# `kcat -L` does not list it. (Run first; skipped with RUNNEL_BOOTSTRAP.)
+metadata_no_offsets_topic_before_groups() {
+  local out
+  out=$(kc -L) || { echo "kcat -L failed: $out"; return 1; }
+  if grep -q 'topic "__consumer_offsets"' <<<"$out"; then
+    echo "__consumer_offsets listed before any group was used"
+    grep -A2 '__consumer_offsets' <<<"$out"
+    return 1
+  fi
+}
+
+# group_consumer NAME GROUP TOPIC [kcat args...]: a balanced consumer in the
+# background, records to $TMP/NAME.out ("partition|offset|value"), rebalance
+# log to $TMP/NAME.err; its pid in $TMP/NAME.pid.
+group_consumer() {
+  local name=$1 g=$2 t=$3
+  shift 3
+  timeout 120 kcat -b "$BROKER" -G "$g" -X check.crcs=true -X fetch.wait.max.ms=100 \
+    -X session.timeout.ms=6000 -X heartbeat.interval.ms=500 \
+    -f '%p|%o|%s\n' "$@" "$t" >"$TMP/$name.out" 2>"$TMP/$name.err" &
+  echo $! >"$TMP/$name.pid"
+}
+
+# The partitions of the last rebalance a group consumer logged ("" when the
+# last event was a revoke).
+assigned_of() {
+  grep 'rebalanced' "$TMP/$1.err" | tail -1 | sed -n 's/.*assigned: //p' | grep -o '\[[0-9]*\]' | tr -d '[]' | sort -n | tr '\n' ' '
+}
+
+stop_consumer() { # SIGTERM: kcat closes the consumer, which commits
+  local pid
+  pid=$(cat "$TMP/$1.pid")
+  kill -TERM "$pid" 2>/dev/null
+  wait "$pid" 2>/dev/null
+  true
+}
+
+partition_count() {
+  kc -L -J -t "$1" >/dev/null # the first request may answer before the topic exists
+  kc -L -J -t "$1" | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["topics"][0]["partitions"]))'
+}
+
+# Two `kcat -G` instances share a topic's partitions, consume every record
+# exactly once between them and commit on exit; a restarted `-G` consumer
+# (default offsets, then `-o stored`) resumes after the commits.
+group_balanced_consumers() {
+  local t g n i a b all want
+  t=$(topic group)
+  g="kcat-group-$RUN"
+  # Created by the metadata request (a producer handle asks to auto-create),
+  # so nothing is in it while the group forms.
+  n=$(partition_count "$t")
+  [ "$n" -ge 2 ] || { echo "topic has $n partitions; needs num.partitions >= 2"; return 1; }
+  group_consumer ga "$g" "$t" -X auto.offset.reset=earliest
+  group_consumer gb "$g" "$t" -X auto.offset.reset=earliest
+  # Stable: both hold partitions and together all of them.
+  local deadline=$(($(date +%s) + 30))
+  while :; do
+    a=$(assigned_of ga); b=$(assigned_of gb)
+    all=$(printf '%s %s' "$a" "$b" | tr ' ' '\n' | grep -v '^$' | sort -n | tr '\n' ' ')
+    if [ -n "$a" ] && [ -n "$b" ] && [ "$all" = "$(seq 0 $((n - 1)) | tr '\n' ' ')" ]; then break; fi
+    if [ "$(date +%s)" -ge $deadline ]; then
+      echo "group not stable after 30 s: ga=[$a] gb=[$b]"
+      sed 's/^/  ga: /' "$TMP/ga.err" | tail -5; sed 's/^/  gb: /' "$TMP/gb.err" | tail -5
+      stop_consumer ga; stop_consumer gb; return 1
+    fi
+    sleep 0.2
+  done
+  # 40 records per partition, produced once the group is stable.
+  for ((i = 0; i < n; i++)); do
+    seq 1 40 | sed "s/^/p$i-/" | kc -P -t "$t" -p "$i" || { echo "produce failed"; stop_consumer ga; stop_consumer gb; return 1; }
+  done
+  want=$((n * 40))
+  deadline=$(($(date +%s) + 30))
+  while [ "$(cat "$TMP/ga.out" "$TMP/gb.out" | wc -l)" -lt $want ] && [ "$(date +%s)" -lt $deadline ]; do
+    sleep 0.2
+  done
+  sleep 1 # a late duplicate would show up now
+  stop_consumer ga; stop_consumer gb
+  local got expected
+  got=$(cat "$TMP/ga.out" "$TMP/gb.out" | cut -d'|' -f3 | sort)
+  expected=$(for ((i = 0; i < n; i++)); do seq 1 40 | sed "s/^/p$i-/"; done | sort)
+  expect_eq "every record exactly once between the two" "$expected" "$got" || return 1
+  # Each instance read only its own partitions.
+  local p
+  for p in $(cut -d'|' -f1 "$TMP/ga.out" | sort -u); do
+    [[ " $a " == *" $p "* ]] || { echo "ga read partition $p, assigned [$a]"; return 1; }
+  done
+  for p in $(cut -d'|' -f1 "$TMP/gb.out" | sort -u); do
+    [[ " $b " == *" $p "* ]] || { echo "gb read partition $p, assigned [$b]"; return 1; }
+  done
+  # Restart with the default offsets (the committed ones): only new records.
+  echo after-1 | kc -P -t "$t" -p 1 || { echo "produce failed"; return 1; }
+  got=$(timeout 40 kcat -b "$BROKER" -G "$g" -X fetch.wait.max.ms=100 -e -f '%p|%o|%s\n' "$t" 2>"$TMP/gr.err")
+  expect_eq "restarted -G consumer (committed offsets)" "1|40|after-1" "$got" ||
+    { tail -3 "$TMP/gr.err"; return 1; }
+  echo after-2 | kc -P -t "$t" -p 0 || { echo "produce failed"; return 1; }
+  got=$(timeout 40 kcat -b "$BROKER" -G "$g" -o stored -X fetch.wait.max.ms=100 -e -f '%p|%o|%s\n' "$t" 2>"$TMP/gr.err")
+  expect_eq "restarted -G consumer with -o stored" "0|40|after-2" "$got" ||
+    { tail -3 "$TMP/gr.err"; return 1; }
+}
+
+# Once a group has been used, __consumer_offsets exists and Kafka lists it in
+# a full Metadata request (is_internal=true; kcat -L shows every topic) with
+# offsets.topic.num.partitions (50) partitions, each led by the node.
+metadata_offsets_topic_after_groups() {
+  local out
+  out=$(kc -L) || { echo "kcat -L failed: $out"; return 1; }
+  grep -q '^  topic "__consumer_offsets" with 50 partitions:$' <<<"$out" ||
+    { echo "no '__consumer_offsets with 50 partitions' in kcat -L:"; grep '^  topic' <<<"$out" | head -5; return 1; }
+  out=$(kc -L -t __consumer_offsets) || { echo "kcat -L -t failed: $out"; return 1; }
+  [ "$(grep -Ec '^    partition [0-9]+, leader ([0-9]+), replicas: \1, isrs: \1$' <<<"$out")" = 50 ] ||
+    { echo "partition lines: $(grep -c '^    partition' <<<"$out") well-formed of 50"; return 1; }
 }
 
 pending_transactional_produce() {
@@ -242,15 +355,19 @@ pending_transactional_produce() {
 
 # ------------------------------------------------------------------ runner
 
-SCENARIOS=(metadata_list metadata_json)
+SCENARIOS=()
+# Only meaningful on a broker this script started (fresh data directory).
+[ -z "${RUNNEL_BOOTSTRAP:-}" ] && SCENARIOS+=(metadata_no_offsets_topic_before_groups)
+SCENARIOS+=(metadata_list metadata_json)
 for codec in none gzip snappy lz4 zstd; do
   eval "produce_codec_$codec() { produce_codec $codec; }"
   SCENARIOS+=("produce_codec_$codec")
 done
 SCENARIOS+=(produce_idempotent null_keys_and_values binary_payload json_envelope
   consume_beginning consume_absolute consume_relative consume_end
-  consume_by_timestamp query_offsets_for_times timestamps_in_output)
-[ -n "${RUN_PENDING:-}" ] && SCENARIOS+=(pending_group_consumer pending_transactional_produce)
+  consume_by_timestamp query_offsets_for_times timestamps_in_output
+  group_balanced_consumers metadata_offsets_topic_after_groups)
+[ -n "${RUN_PENDING:-}" ] && SCENARIOS+=(pending_transactional_produce)
 
 declare -A RESULT
 passed=0
@@ -272,6 +389,10 @@ done
 bad=0
 while read -r name; do
   case "$name" in '' | '#'*) continue ;; esac
+  if [ "$name" = metadata_no_offsets_topic_before_groups ] && [ -n "${RUNNEL_BOOTSTRAP:-}" ]; then
+    echo "not run with RUNNEL_BOOTSTRAP (needs a fresh broker): $name"
+    continue
+  fi
   if [ "${RESULT[$name]:-}" != pass ]; then
     echo "EXPECTED TO PASS: $name (${RESULT[$name]:-did not run})"
     bad=1

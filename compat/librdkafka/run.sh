@@ -218,7 +218,7 @@ start_test_broker() {
   port="$(free_port)"
   BROKER_DIR="$(mktemp -d /tmp/runnel-compat.XXXXXX)"
   "$RUNNEL_BIN" --override "listeners=PLAINTEXT://127.0.0.1:$port" \
-    --override "log.dirs=$BROKER_DIR/data" "${BROKER_ARGS[@]}" "$@" \
+    --override "log.dirs=$BROKER_DIR/data" "${COMPAT_BROKER_ARGS[@]}" "${BROKER_ARGS[@]}" "$@" \
     >"$BROKER_DIR/broker.log" 2>&1 &
   BROKER_PID=$!
   BROKER="127.0.0.1:$port"

@@ -33,3 +33,13 @@ def topic_name(request):
     metadata request unless the test creates it explicitly."""
     base = request.node.name.replace("[", "-").replace("]", "")
     return f"py-{base}-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture
+def admin(broker):
+    """A kafka-python KafkaAdminClient (the confluent-kafka tests use `adm`)."""
+    from kafka import KafkaAdminClient
+
+    a = KafkaAdminClient(bootstrap_servers=broker, request_timeout_ms=15_000)
+    yield a
+    a.close()

@@ -1,8 +1,9 @@
 """confluent-kafka (librdkafka) against Runnel.
 
-Consumers are assign-only: group.id is set because librdkafka requires it,
-and enable.auto.commit=false so nothing ever talks to a group coordinator
-(Runnel has no consumer groups yet).
+Consumers here are assign-only: group.id is set because librdkafka requires
+it, and enable.auto.commit=false so these scenarios never need the group
+coordinator. Group consumers and the group admin APIs are in
+test_groups_confluent.py.
 """
 
 import time

@@ -1,13 +1,13 @@
 """kafka-python (pure Python client) against Runnel.
 
-Consumers use group_id=None with manual assignment: Runnel has no consumer
-groups yet.
+Consumers here use group_id=None with manual assignment; group consumers
+and the group admin calls are in test_groups_kafka_python.py.
 """
 
 import time
 
 import pytest
-from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import ConfigResource, ConfigResourceType, NewTopic
 from kafka.errors import (
     InvalidReplicationFactorError,
@@ -17,13 +17,6 @@ from kafka.errors import (
 )
 
 TIMEOUT_MS = 15_000
-
-
-@pytest.fixture
-def admin(broker):
-    a = KafkaAdminClient(bootstrap_servers=broker, request_timeout_ms=TIMEOUT_MS)
-    yield a
-    a.close()
 
 
 def new_producer(broker, **extra):

@@ -14,12 +14,15 @@ import java.nio.charset.StandardCharsets;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.Collection;
+import java.util.Collections;
 import java.util.HashMap;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.Properties;
+import java.util.Optional;
 import java.util.Set;
+import java.util.TreeSet;
 import java.util.UUID;
 import java.util.concurrent.ExecutionException;
 import java.util.concurrent.Future;
@@ -28,10 +31,17 @@ import java.util.concurrent.TimeUnit;
 import org.apache.kafka.clients.admin.Admin;
 import org.apache.kafka.clients.admin.AdminClientConfig;
 import org.apache.kafka.clients.admin.Config;
+import org.apache.kafka.clients.admin.ConsumerGroupDescription;
+import org.apache.kafka.clients.admin.ConsumerGroupListing;
 import org.apache.kafka.clients.admin.ConfigEntry;
 import org.apache.kafka.clients.admin.CreateTopicsOptions;
 import org.apache.kafka.clients.admin.DescribeClusterResult;
+import org.apache.kafka.clients.admin.GroupListing;
+import org.apache.kafka.clients.admin.ListConsumerGroupsOptions;
+import org.apache.kafka.clients.admin.ListGroupsOptions;
 import org.apache.kafka.clients.admin.ListOffsetsResult;
+import org.apache.kafka.clients.admin.ListTopicsOptions;
+import org.apache.kafka.clients.admin.MemberDescription;
 import org.apache.kafka.clients.admin.NewTopic;
 import org.apache.kafka.clients.admin.OffsetSpec;
 import org.apache.kafka.clients.admin.RecordsToDelete;
@@ -45,15 +55,21 @@ import org.apache.kafka.clients.producer.KafkaProducer;
 import org.apache.kafka.clients.producer.ProducerConfig;
 import org.apache.kafka.clients.producer.ProducerRecord;
 import org.apache.kafka.clients.producer.RecordMetadata;
+import org.apache.kafka.common.GroupState;
+import org.apache.kafka.common.GroupType;
 import org.apache.kafka.common.Node;
 import org.apache.kafka.common.TopicCollection;
 import org.apache.kafka.common.TopicPartition;
 import org.apache.kafka.common.TopicPartitionInfo;
 import org.apache.kafka.common.Uuid;
 import org.apache.kafka.common.config.ConfigResource;
+import org.apache.kafka.common.errors.GroupIdNotFoundException;
+import org.apache.kafka.common.errors.GroupNotEmptyException;
+import org.apache.kafka.common.errors.GroupSubscribedToTopicException;
 import org.apache.kafka.common.errors.InvalidReplicationFactorException;
 import org.apache.kafka.common.errors.InvalidTopicException;
 import org.apache.kafka.common.errors.TopicExistsException;
+import org.apache.kafka.common.errors.UnknownMemberIdException;
 import org.apache.kafka.common.errors.UnknownTopicOrPartitionException;
 import org.apache.kafka.common.header.Header;
 import org.apache.kafka.common.serialization.ByteArrayDeserializer;
@@ -155,8 +171,13 @@ public final class RunnelCompat {
         s.put("consumer_out_of_range", this::consumerOutOfRange);
         s.put("consumer_small_fetch_limits", this::consumerSmallFetchLimits);
         s.put("log_append_time", this::logAppendTime);
+        s.put("consumer_group_subscribe", this::consumerGroupSubscribe);
+        s.put("consumer_group_three_members", this::consumerGroupThreeMembers);
+        s.put("consumer_group_member_leaves", this::consumerGroupMemberLeaves);
+        s.put("consumer_group_commit_resume", this::consumerGroupCommitResume);
+        s.put("admin_consumer_groups", this::adminConsumerGroups);
+        s.put("admin_offsets_topic_internal", this::adminOffsetsTopicInternal);
         if (pending) {
-            s.put("pending_consumer_group_subscribe", this::pendingGroupSubscribe);
             s.put("pending_transactional_producer", this::pendingTransactions);
         }
         return s;
@@ -707,24 +728,470 @@ public final class RunnelCompat {
         checkEq(md.timestamp(), r.timestamp(), "fetched timestamp");
     }
 
-    // ---------------------------------------------------------------- pending
+    // ---------------------------------------------------------------- groups
+    //
+    // Classic group protocol (group.protocol=classic, the 4.3 default):
+    // FindCoordinator, JoinGroup/SyncGroup/Heartbeat/LeaveGroup,
+    // OffsetCommit/OffsetFetch; the admin calls on top of ListGroups,
+    // DescribeGroups, DeleteGroups, OffsetDelete.
 
-    private void pendingGroupSubscribe() throws Exception {
+    /** session.timeout.ms at the broker's minimum (6000, as Kafka's) and a fast heartbeat. */
+    private KafkaConsumer<byte[], byte[]> groupConsumer(String group, String clientId, Map<String, Object> extra) {
         Properties p = new Properties();
-        p.put(ConsumerConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrap);
-        p.put(ConsumerConfig.GROUP_ID_CONFIG, "java-group-" + RUN_ID);
+        p.put(ConsumerConfig.GROUP_ID_CONFIG, group);
+        p.put(ConsumerConfig.CLIENT_ID_CONFIG, clientId);
         p.put(ConsumerConfig.AUTO_OFFSET_RESET_CONFIG, "earliest");
-        p.put(ConsumerConfig.ENABLE_AUTO_COMMIT_CONFIG, false);
-        p.put(ConsumerConfig.DEFAULT_API_TIMEOUT_MS_CONFIG, 10_000);
-        try (KafkaConsumer<byte[], byte[]> c = new KafkaConsumer<>(p, new ByteArrayDeserializer(),
-                new ByteArrayDeserializer())) {
-            c.subscribe(List.of(mainTopic));
-            List<ConsumerRecord<byte[], byte[]>> got = readN(c, 1000);
-            Map<TopicPartition, OffsetAndMetadata> commit = new HashMap<>();
-            commit.put(new TopicPartition(mainTopic, 0), new OffsetAndMetadata(got.size()));
-            c.commitSync(commit, Duration.ofSeconds(10));
+        p.put(ConsumerConfig.SESSION_TIMEOUT_MS_CONFIG, 6000);
+        p.put(ConsumerConfig.HEARTBEAT_INTERVAL_MS_CONFIG, 500);
+        p.put(ConsumerConfig.CHECK_CRCS_CONFIG, true);
+        p.putAll(extra);
+        return consumer(p);
+    }
+
+    private static String group(String what) {
+        return "java-group-" + what + "-" + RUN_ID;
+    }
+
+    /**
+     * One subscribed consumer polling on its own thread (KafkaConsumer is
+     * single-threaded): publishes its assignment after every poll and keeps
+     * every record it got.
+     */
+    private final class Member implements Runnable {
+        final String group;
+        final String topic;
+        final String clientId;
+        final List<ConsumerRecord<byte[], byte[]>> got = Collections.synchronizedList(new ArrayList<>());
+        volatile Set<TopicPartition> assignment = Set.of();
+        volatile boolean stop;
+        volatile Throwable error;
+        final Thread thread;
+
+        Member(String group, String topic, String clientId) {
+            this.group = group;
+            this.topic = topic;
+            this.clientId = clientId;
+            this.thread = new Thread(this, clientId);
+            this.thread.setDaemon(true);
+            this.thread.start();
+        }
+
+        @Override
+        public void run() {
+            try (KafkaConsumer<byte[], byte[]> c = groupConsumer(group, clientId, Map.of())) {
+                c.subscribe(List.of(topic));
+                while (!stop) {
+                    for (ConsumerRecord<byte[], byte[]> r : c.poll(Duration.ofMillis(100))) {
+                        got.add(r);
+                    }
+                    assignment = Set.copyOf(c.assignment());
+                }
+                // close() (end of try) sends LeaveGroup
+            } catch (Throwable t) {
+                error = t;
+            }
+        }
+
+        void stopAndJoin() throws InterruptedException {
+            stop = true;
+            thread.join(30_000);
+            check(!thread.isAlive(), clientId + " did not stop");
+            if (error != null) {
+                throw new AssertionError(clientId + " failed: " + error, error);
+            }
         }
     }
+
+    private static Set<Integer> partitionsOf(Set<TopicPartition> tps) {
+        Set<Integer> out = new TreeSet<>();
+        for (TopicPartition tp : tps) {
+            out.add(tp.partition());
+        }
+        return out;
+    }
+
+    /**
+     * Waits until the members together hold every partition once and none is
+     * empty; the topic must be empty until then (nothing may be consumed).
+     */
+    private static void waitStable(List<Member> members, int partitions) {
+        waitStable(members, partitions, true);
+    }
+
+    private static void waitStable(List<Member> members, int partitions, boolean topicEmpty) {
+        long deadline = System.currentTimeMillis() + 30_000;
+        while (System.currentTimeMillis() < deadline) {
+            Set<Integer> all = new TreeSet<>();
+            int sum = 0;
+            boolean allHave = true;
+            for (Member m : members) {
+                check(m.error == null, m.clientId + " failed: " + m.error);
+                Set<TopicPartition> a = m.assignment;
+                allHave &= !a.isEmpty();
+                sum += a.size();
+                all.addAll(partitionsOf(a));
+            }
+            if (allHave && sum == partitions && all.size() == partitions) {
+                for (Member m : members) {
+                    if (!topicEmpty) {
+                        break;
+                    }
+                    check(m.got.isEmpty(), "records consumed before the group was stable");
+                }
+                return;
+            }
+            sleepMs(50);
+        }
+        List<Object> now = new ArrayList<>();
+        for (Member m : members) {
+            now.add(m.clientId + "=" + partitionsOf(m.assignment));
+        }
+        throw new AssertionError("group not stable after 30 s: " + now);
+    }
+
+    private static void sleepMs(long ms) {
+        try {
+            Thread.sleep(ms);
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            throw new AssertionError("interrupted");
+        }
+    }
+
+    /** Produces perPartition records "p<part>-<i>" to each partition. */
+    private void produceSpread(String t, int partitions, int perPartition) throws Exception {
+        List<ProducerRecord<byte[], byte[]>> records = new ArrayList<>();
+        for (int part = 0; part < partitions; part++) {
+            for (int i = 0; i < perPartition; i++) {
+                records.add(new ProducerRecord<>(t, part, null, b("p" + part + "-" + i)));
+            }
+        }
+        try (KafkaProducer<byte[], byte[]> p = producer(Map.of(ProducerConfig.LINGER_MS_CONFIG, 5))) {
+            sendAll(p, records);
+        }
+    }
+
+    private static int total(List<Member> members) {
+        int n = 0;
+        for (Member m : members) {
+            n += m.got.size();
+        }
+        return n;
+    }
+
+    /** Waits for n records between the members, then one more second for duplicates. */
+    private static void waitConsumed(List<Member> members, int n) {
+        long deadline = System.currentTimeMillis() + 30_000;
+        while (total(members) < n && System.currentTimeMillis() < deadline) {
+            for (Member m : members) {
+                check(m.error == null, m.clientId + " failed: " + m.error);
+            }
+            sleepMs(50);
+        }
+        checkEq(n, total(members), "records consumed by the group");
+        sleepMs(1000);
+        checkEq(n, total(members), "records consumed by the group a second later (duplicates?)");
+    }
+
+    private void consumerGroupSubscribe() throws Exception {
+        // mainTopic: 1000 records from producer_default_1000
+        String g = group("subscribe");
+        TopicPartition tp = new TopicPartition(mainTopic, 0);
+        try (KafkaConsumer<byte[], byte[]> c = groupConsumer(g, "java-subscribe", Map.of())) {
+            c.subscribe(List.of(mainTopic));
+            List<ConsumerRecord<byte[], byte[]>> got = readN(c, 1000);
+            for (int i = 0; i < 1000; i++) {
+                checkEq((long) i, got.get(i).offset(), "offset");
+                checkEq("value-" + i, s(got.get(i).value()), "value");
+            }
+            checkEq(Set.of(tp), c.assignment(), "assignment");
+            c.commitSync(Map.of(tp, new OffsetAndMetadata(1000)), Duration.ofSeconds(10));
+            checkEq(1000L, c.committed(Set.of(tp)).get(tp).offset(), "committed");
+        }
+    }
+
+    private void consumerGroupThreeMembers() throws Exception {
+        String t = topic("group-three");
+        createTopic(t, 6, Map.of());
+        String g = group("three");
+        List<Member> members = new ArrayList<>();
+        try {
+            for (int i = 0; i < 3; i++) {
+                members.add(new Member(g, t, "java-m" + i));
+            }
+            waitStable(members, 6);
+            for (Member m : members) {
+                // RangeAssignor (the first default): 2 partitions each
+                checkEq(2, m.assignment.size(), "partitions of " + m.clientId);
+            }
+            produceSpread(t, 6, 50);
+            waitConsumed(members, 300);
+            Set<String> values = new TreeSet<>();
+            for (Member m : members) {
+                Set<Integer> mine = partitionsOf(m.assignment);
+                List<ConsumerRecord<byte[], byte[]>> got;
+                synchronized (m.got) {
+                    got = new ArrayList<>(m.got);
+                }
+                for (int part : mine) {
+                    long next = 0;
+                    for (ConsumerRecord<byte[], byte[]> r : got) {
+                        check(mine.contains(r.partition()), m.clientId + " got a record of partition " + r.partition());
+                        if (r.partition() == part) {
+                            checkEq(next, r.offset(), "offset in partition " + part);
+                            checkEq("p" + part + "-" + next, s(r.value()), "value");
+                            next++;
+                        }
+                    }
+                    checkEq(50L, next, "records of partition " + part);
+                }
+                for (ConsumerRecord<byte[], byte[]> r : got) {
+                    check(values.add(s(r.value())), "duplicate " + s(r.value()));
+                }
+            }
+            checkEq(300, values.size(), "distinct records");
+        } finally {
+            for (Member m : members) {
+                m.stop = true;
+            }
+            for (Member m : members) {
+                m.stopAndJoin();
+            }
+        }
+    }
+
+    private void consumerGroupMemberLeaves() throws Exception {
+        String t = topic("group-leave");
+        createTopic(t, 4, Map.of());
+        String g = group("leave");
+        Member a = new Member(g, t, "java-stay");
+        Member b = new Member(g, t, "java-leave");
+        try {
+            waitStable(List.of(a, b), 4);
+            checkEq(2, a.assignment.size(), "partitions of the first member");
+            long t0 = System.currentTimeMillis();
+            b.stopAndJoin(); // close(): LeaveGroup
+            while (a.assignment.size() != 4 && System.currentTimeMillis() - t0 < 30_000) {
+                sleepMs(20);
+            }
+            checkEq(Set.of(0, 1, 2, 3), partitionsOf(a.assignment), "partitions after the other member left");
+            long took = System.currentTimeMillis() - t0;
+            // A leave is acted on at once, not after the 6 s session timeout.
+            check(took < 5500, "rebalance after LeaveGroup took " + took + " ms");
+            produceSpread(t, 4, 3);
+            waitConsumed(List.of(a), 12);
+        } finally {
+            a.stopAndJoin();
+            if (b.thread.isAlive()) {
+                b.stopAndJoin();
+            }
+        }
+    }
+
+    private void consumerGroupCommitResume() throws Exception {
+        String t = topic("group-commit");
+        createTopic(t, 2, Map.of());
+        produceSpread(t, 2, 10);
+        String g = group("commit");
+        TopicPartition tp0 = new TopicPartition(t, 0);
+        TopicPartition tp1 = new TopicPartition(t, 1);
+        String meta = "java-meta-" + "m".repeat(100);
+        try (KafkaConsumer<byte[], byte[]> c = groupConsumer(g, "java-commit", Map.of())) {
+            c.subscribe(List.of(t));
+            readN(c, 20);
+            // commitSync() with no argument commits the positions
+            c.commitSync(Duration.ofSeconds(10));
+            Map<TopicPartition, OffsetAndMetadata> got = c.committed(Set.of(tp0, tp1));
+            checkEq(10L, got.get(tp0).offset(), "committed position of partition 0");
+            checkEq(10L, got.get(tp1).offset(), "committed position of partition 1");
+            // explicit offsets with metadata
+            c.commitSync(Map.of(tp0, new OffsetAndMetadata(4, meta), tp1, new OffsetAndMetadata(7)),
+                    Duration.ofSeconds(10));
+            got = c.committed(Set.of(tp0, tp1));
+            checkEq(4L, got.get(tp0).offset(), "committed offset of partition 0");
+            checkEq(meta, got.get(tp0).metadata(), "committed metadata of partition 0");
+            checkEq(7L, got.get(tp1).offset(), "committed offset of partition 1");
+            checkEq("", got.get(tp1).metadata(), "committed metadata of partition 1");
+            check(!c.committed(Set.of(new TopicPartition(t + "-none", 0))).values().stream()
+                    .anyMatch(v -> v != null), "committed offset for a partition never committed");
+        }
+        // A new member resumes from the commits.
+        try (KafkaConsumer<byte[], byte[]> c = groupConsumer(g, "java-commit-2", Map.of())) {
+            c.subscribe(List.of(t));
+            List<ConsumerRecord<byte[], byte[]>> got = readN(c, 6 + 3);
+            Set<String> seen = new TreeSet<>();
+            for (ConsumerRecord<byte[], byte[]> r : got) {
+                seen.add(r.partition() + ":" + r.offset());
+            }
+            Set<String> want = new TreeSet<>();
+            for (int i = 4; i < 10; i++) {
+                want.add("0:" + i);
+            }
+            for (int i = 7; i < 10; i++) {
+                want.add("1:" + i);
+            }
+            checkEq(want, seen, "records after resume");
+            checkEq(meta, c.committed(Set.of(tp0)).get(tp0).metadata(), "metadata seen by the new member");
+        }
+    }
+
+    // Admin.listConsumerGroups and its types are deprecated for removal in
+    // 4.x (listGroups replaces them) but are what applications still call.
+    @SuppressWarnings({"deprecation", "removal"})
+    private static Optional<GroupState> stateOf(ConsumerGroupListing l) {
+        return l.groupState();
+    }
+
+    @SuppressWarnings({"deprecation", "removal"})
+    private Map<String, ConsumerGroupListing> listGroups(ListConsumerGroupsOptions options) throws Exception {
+        Map<String, ConsumerGroupListing> out = new HashMap<>();
+        for (ConsumerGroupListing l : admin.listConsumerGroups(options).all().get(TIMEOUT_MS, TimeUnit.MILLISECONDS)) {
+            out.put(l.groupId(), l);
+        }
+        return out;
+    }
+
+    @SuppressWarnings({"deprecation", "removal"})
+    private void adminConsumerGroups() throws Exception {
+        String t = topic("group-admin");
+        createTopic(t, 2, Map.of());
+        produceSpread(t, 2, 5);
+        String g = group("admin");
+        String simple = group("admin-simple");
+        TopicPartition tp0 = new TopicPartition(t, 0);
+        TopicPartition tp1 = new TopicPartition(t, 1);
+
+        // A simple group: commits only (assign, never joins).
+        try (KafkaConsumer<byte[], byte[]> s = groupConsumer(simple, "java-simple", Map.of())) {
+            s.assign(List.of(tp0));
+            s.commitSync(Map.of(tp0, new OffsetAndMetadata(3)), Duration.ofSeconds(10));
+        }
+
+        Member m = new Member(g, t, "java-admin");
+        boolean stopped = false;
+        try {
+            waitStable(List.of(m), 2, false);
+            long deadline = System.currentTimeMillis() + 30_000;
+            while (m.got.size() < 10 && System.currentTimeMillis() < deadline) {
+                sleepMs(50);
+            }
+            checkEq(10, m.got.size(), "records read by the member");
+            // commit through the admin API is refused while the member lives,
+            // so the offsets come from the member's own commit below
+            expectError(UnknownMemberIdException.class,
+                    () -> admin.alterConsumerGroupOffsets(g, Map.of(tp0, new OffsetAndMetadata(1))).all().get());
+
+            // listConsumerGroups, all and by state
+            Map<String, ConsumerGroupListing> all = listGroups(new ListConsumerGroupsOptions());
+            check(all.containsKey(g) && all.containsKey(simple), "listConsumerGroups: " + all.keySet());
+            checkEq(Optional.of(GroupState.STABLE), stateOf(all.get(g)), "state of the live group");
+            check(!all.get(g).isSimpleConsumerGroup(), "live group listed as simple");
+            checkEq(Optional.of(GroupState.EMPTY), stateOf(all.get(simple)), "state of the simple group");
+            check(all.get(simple).isSimpleConsumerGroup(), "simple group not listed as simple");
+            Map<String, ConsumerGroupListing> stable = listGroups(
+                    new ListConsumerGroupsOptions().inGroupStates(Set.of(GroupState.STABLE)));
+            check(stable.containsKey(g) && !stable.containsKey(simple), "Stable filter: " + stable.keySet());
+            Map<String, ConsumerGroupListing> empty = listGroups(
+                    new ListConsumerGroupsOptions().inGroupStates(Set.of(GroupState.EMPTY)));
+            check(!empty.containsKey(g) && empty.containsKey(simple), "Empty filter: " + empty.keySet());
+
+            // listGroups (KIP-1043): the type of a classic group
+            boolean found = false;
+            for (GroupListing l : admin.listGroups(ListGroupsOptions.forConsumerGroups()).all()
+                    .get(TIMEOUT_MS, TimeUnit.MILLISECONDS)) {
+                if (l.groupId().equals(g)) {
+                    found = true;
+                    checkEq("consumer", l.protocol(), "protocol type");
+                    checkEq(Optional.of(GroupType.CLASSIC), l.type(), "group type");
+                }
+            }
+            check(found, "listGroups(forConsumerGroups) misses the live group");
+
+            // describeConsumerGroups
+            ConsumerGroupDescription d = admin.describeConsumerGroups(List.of(g)).describedGroups().get(g)
+                    .get(TIMEOUT_MS, TimeUnit.MILLISECONDS);
+            checkEq(g, d.groupId(), "described group id");
+            checkEq(GroupState.STABLE, d.groupState(), "described state");
+            checkEq(GroupType.CLASSIC, d.type(), "described type");
+            checkEq("range", d.partitionAssignor(), "partition assignor");
+            check(!d.isSimpleConsumerGroup(), "described as simple");
+            Node node = admin.describeCluster().nodes().get().iterator().next();
+            checkEq(node.id(), d.coordinator().id(), "coordinator");
+            checkEq(1, d.members().size(), "members");
+            MemberDescription md = d.members().iterator().next();
+            checkEq("java-admin", md.clientId(), "member client id");
+            check(md.consumerId().startsWith("java-admin-"), "member id " + md.consumerId());
+            checkEq("/127.0.0.1", md.host(), "member host (Kafka: InetAddress.toString())");
+            checkEq(Set.of(tp0, tp1), md.assignment().topicPartitions(), "member assignment");
+            ConsumerGroupDescription ds = admin.describeConsumerGroups(List.of(simple)).describedGroups()
+                    .get(simple).get(TIMEOUT_MS, TimeUnit.MILLISECONDS);
+            checkEq(GroupState.EMPTY, ds.groupState(), "simple group state");
+            checkEq(0, ds.members().size(), "simple group members");
+
+            // listConsumerGroupOffsets: nothing committed by the live group yet
+            checkEq(Map.of(), admin.listConsumerGroupOffsets(g).partitionsToOffsetAndMetadata().get(),
+                    "offsets before any commit");
+            Map<TopicPartition, OffsetAndMetadata> so = admin.listConsumerGroupOffsets(simple)
+                    .partitionsToOffsetAndMetadata().get();
+            checkEq(Set.of(tp0), so.keySet(), "simple group partitions");
+            checkEq(3L, so.get(tp0).offset(), "simple group offset");
+
+            // deleteConsumerGroupOffsets / deleteConsumerGroups refused while the member is subscribed
+            expectError(GroupNotEmptyException.class, () -> admin.deleteConsumerGroups(List.of(g)).all().get());
+            admin.alterConsumerGroupOffsets(simple, Map.of(tp1, new OffsetAndMetadata(2, "s"))).all().get();
+            so = admin.listConsumerGroupOffsets(simple).partitionsToOffsetAndMetadata().get();
+            checkEq(2L, so.get(tp1).offset(), "altered offset of the simple group");
+            checkEq("s", so.get(tp1).metadata(), "altered metadata of the simple group");
+
+            m.stopAndJoin();
+            stopped = true;
+            // the member left (close() does not wait for the LeaveGroup
+            // answer): the group turns Empty and its offsets can be set
+            long until = System.currentTimeMillis() + 30_000;
+            while (System.currentTimeMillis() < until && admin.describeConsumerGroups(List.of(g)).describedGroups()
+                    .get(g).get().groupState() != GroupState.EMPTY) {
+                sleepMs(50);
+            }
+            admin.alterConsumerGroupOffsets(g, Map.of(tp0, new OffsetAndMetadata(5, "a"),
+                    tp1, new OffsetAndMetadata(1))).all().get();
+            Map<TopicPartition, OffsetAndMetadata> go = admin.listConsumerGroupOffsets(g)
+                    .partitionsToOffsetAndMetadata().get();
+            checkEq(5L, go.get(tp0).offset(), "altered offset 0");
+            checkEq("a", go.get(tp0).metadata(), "altered metadata 0");
+            checkEq(1L, go.get(tp1).offset(), "altered offset 1");
+            checkEq(Optional.of(GroupState.EMPTY), stateOf(listGroups(new ListConsumerGroupsOptions()).get(g)),
+                    "state after the member left");
+
+            admin.deleteConsumerGroupOffsets(g, Set.of(tp1)).all().get();
+            go = admin.listConsumerGroupOffsets(g).partitionsToOffsetAndMetadata().get();
+            checkEq(Set.of(tp0), go.keySet(), "partitions after deleteConsumerGroupOffsets");
+
+            admin.deleteConsumerGroups(List.of(g, simple)).all().get();
+            Map<String, ConsumerGroupListing> after = listGroups(new ListConsumerGroupsOptions());
+            check(!after.containsKey(g) && !after.containsKey(simple), "deleted groups still listed");
+            checkEq(Map.of(), admin.listConsumerGroupOffsets(g).partitionsToOffsetAndMetadata().get(),
+                    "offsets of a deleted group");
+            expectError(GroupIdNotFoundException.class, () -> admin.deleteConsumerGroups(List.of(g)).all().get());
+        } finally {
+            if (!stopped) {
+                m.stopAndJoin();
+            }
+        }
+    }
+
+    /** Runs after the group scenarios: __consumer_offsets exists and is flagged internal. */
+    private void adminOffsetsTopicInternal() throws Exception {
+        Set<String> internal = admin.listTopics(new ListTopicsOptions().listInternal(true)).names().get();
+        check(internal.contains("__consumer_offsets"), "__consumer_offsets missing with listInternal(true)");
+        Set<String> plain = admin.listTopics().names().get();
+        check(!plain.contains("__consumer_offsets"), "__consumer_offsets listed without listInternal (is_internal?)");
+        TopicDescription d = admin.describeTopics(List.of("__consumer_offsets")).allTopicNames().get()
+                .get("__consumer_offsets");
+        check(d.isInternal(), "__consumer_offsets not internal");
+        checkEq(50, d.partitions().size(), "partitions of __consumer_offsets (offsets.topic.num.partitions)");
+    }
+
+    // ---------------------------------------------------------------- pending
 
     private void pendingTransactions() throws Exception {
         String t = topic("txn");
