@@ -144,3 +144,19 @@ async fn an_existing_offsets_topic_keeps_its_partition_count() {
     assert_eq!(info.partitions, 3);
     assert_eq!(committed(&b).await.len(), 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_operation_does_not_take_the_shard_down() {
+    let b = TestBroker::start().await;
+    commit(&b, 1, 3).await;
+    let broker = b.handle.as_ref().unwrap().broker.clone();
+    let r: Result<(), i16> = broker
+        .groups
+        .call(&broker, GROUP, |_, _, _| panic!("injected coordinator bug"))
+        .await;
+    assert_eq!(r, Err(15), "COORDINATOR_NOT_AVAILABLE for the failed call");
+    // The shard was rebuilt from its log and keeps serving.
+    assert_eq!(committed(&b).await.len(), 3);
+    commit(&b, 2, 4).await;
+    assert_eq!(committed(&b).await[3], (3, 203, "round 2".to_string()));
+}

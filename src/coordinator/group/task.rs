@@ -63,16 +63,23 @@ impl ShardTask {
                 op = rx.recv() => {
                     let Some(op) = op else { break };
                     let mut out = Outcome::default();
-                    op(&mut self.shard, self.clock.now_ms(), &mut out);
+                    let mut healthy = self.apply(op, &mut out);
                     let mut n = 1;
-                    while n < MAX_OPS_PER_WRITE {
+                    while healthy && n < MAX_OPS_PER_WRITE {
                         match rx.try_recv() {
-                            Ok(op) => op(&mut self.shard, self.clock.now_ms(), &mut out),
+                            Ok(op) => healthy = self.apply(op, &mut out),
                             Err(_) => break,
                         }
                         n += 1;
                     }
                     self.finish(out).await;
+                    if !healthy {
+                        // The operations before the failed one are written;
+                        // the shard's memory is rebuilt from the log.
+                        if let Err(e) = self.reload() {
+                            tracing::error!(partition = self.log.partition, "reloading group shard failed: {e}");
+                        }
+                    }
                 }
                 _ = tokio::time::sleep(wait) => {
                     let mut out = Outcome::default();
@@ -91,6 +98,27 @@ impl ShardTask {
                 _ = shutdown.changed() => break,
             }
         }
+    }
+
+    /// Applies one operation. A bug that panics inside it must not take the
+    /// shard down: the panic is contained, the operation's caller gets
+    /// COORDINATOR_NOT_AVAILABLE (its reply is dropped), and `false` tells
+    /// the loop to reload the shard.
+    fn apply(&mut self, op: Op, out: &mut Outcome) -> bool {
+        let now = self.clock.now_ms();
+        let before = (out.records.len(), out.replies.len());
+        let shard = &mut self.shard;
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| op(shard, now, out)));
+        if result.is_err() {
+            tracing::error!(
+                partition = self.log.partition,
+                "a group operation panicked; reloading the shard"
+            );
+            out.records.truncate(before.0);
+            out.replies.truncate(before.1);
+            return false;
+        }
+        true
     }
 
     /// Writes the outcome's records, waits for durability, then replies.
