@@ -1219,7 +1219,9 @@ fn complete_join(group: &mut ClassicGroup, now: i64, out: &mut Outcome) {
                 None => {
                     // Nobody rejoined (only static members left): wait another
                     // round for their sessions to expire.
-                    group.join_deadline = Some(now + group.rebalance_timeout_ms());
+                    // (At least a second apart, so a zero rebalance timeout
+                    // cannot make the shard spin.)
+                    group.join_deadline = Some(now + group.rebalance_timeout_ms().max(1_000));
                     return;
                 }
             }
