@@ -1,1 +1,2 @@
 pub mod records;
+pub mod state;
