@@ -143,6 +143,14 @@ impl H {
         self.run(|s, now, _| s.heartbeat("g", generation, member, None, now))
     }
 
+    fn leave(&mut self, member: &str) -> Result<Vec<i16>, i16> {
+        let members = [MemberRef {
+            member_id: member.to_owned(),
+            group_instance_id: None,
+        }];
+        self.run(|s, now, out| s.leave("g", &members, now, out))
+    }
+
     fn commit(&mut self, member: &str, generation: i32, offset: i64) -> i16 {
         let req = CommitRequest {
             group_id: "g".into(),
@@ -272,17 +280,7 @@ fn leaving_rebalances_the_rest_and_the_last_leave_empties_the_group() {
     a_join.try_recv().unwrap();
     b_join.try_recv().unwrap();
     h.sync(&a, 2, &[(&a, "A"), (&b, "B")]);
-    let errs = h.run(|s, now, out| {
-        s.leave(
-            "g",
-            &[MemberRef {
-                member_id: b.clone(),
-                group_instance_id: None,
-            }],
-            now,
-            out,
-        )
-    });
+    let errs = h.leave(&b);
     assert_eq!(errs, Ok(vec![0]));
     assert_eq!(h.state(), GroupState::PreparingRebalance);
     let mut a_join = h.join(&a, None, &["range"]);
@@ -290,33 +288,12 @@ fn leaving_rebalances_the_rest_and_the_last_leave_empties_the_group() {
     assert_eq!(r.generation_id, 3);
     assert_eq!(r.members.len(), 1);
     h.sync(&a, 3, &[(&a, "all")]);
-    h.run(|s, now, out| {
-        s.leave(
-            "g",
-            &[MemberRef {
-                member_id: a.clone(),
-                group_instance_id: None,
-            }],
-            now,
-            out,
-        )
-    })
-    .unwrap();
+    h.leave(&a).unwrap();
     // Nobody is left to wait for: empty at once, as in Kafka.
     assert_eq!(h.state(), GroupState::Empty);
     assert_eq!(h.generation(), 4);
     // Unknown members are reported per member.
-    let errs = h.run(|s, now, out| {
-        s.leave(
-            "g",
-            &[MemberRef {
-                member_id: "nobody".into(),
-                group_instance_id: None,
-            }],
-            now,
-            out,
-        )
-    });
+    let errs = h.leave("nobody");
     assert_eq!(errs, Ok(vec![Code::UnknownMemberId.code()]));
 }
 
@@ -525,18 +502,7 @@ fn delete_group_needs_an_empty_group() {
         h.run(|s, now, out| s.delete_group("g", now, out)),
         Code::NonEmptyGroup.code()
     );
-    h.run(|s, now, out| {
-        s.leave(
-            "g",
-            &[MemberRef {
-                member_id: a.clone(),
-                group_instance_id: None,
-            }],
-            now,
-            out,
-        )
-    })
-    .unwrap();
+    h.leave(&a).unwrap();
     h.tick();
     assert_eq!(h.state(), GroupState::Empty);
     assert_eq!(h.run(|s, now, out| s.delete_group("g", now, out)), 0);
