@@ -226,6 +226,29 @@ type FetchGroup<'a> = (&'a str, Option<&'a [(&'a str, &'a [i32])]>);
 /// One fetched offset: (group, topic, partition, offset, epoch, metadata, error).
 type Fetched = (String, String, i32, i64, i32, String, i16);
 
+/// Flattens an OffsetFetch response's topics (v1-v7 and v8+ use different
+/// types with the same fields) into `Fetched` rows.
+macro_rules! fetched {
+    ($out:expr, $group:expr, $topics:expr) => {
+        for t in $topics {
+            for p in &t.partitions {
+                $out.push((
+                    $group,
+                    t.name.to_string(),
+                    p.partition_index,
+                    p.committed_offset,
+                    p.committed_leader_epoch,
+                    p.metadata
+                        .as_ref()
+                        .map(|m| m.to_string())
+                        .unwrap_or_default(),
+                    p.error_code,
+                ));
+            }
+        }
+    };
+}
+
 /// OffsetFetch at `version` of `groups` (several only from v8), with the
 /// group-level errors.
 async fn offset_fetch(
@@ -261,22 +284,7 @@ async fn offset_fetch(
         for (g, (want, _)) in resp.groups.iter().zip(groups) {
             assert_eq!(g.group_id.as_str(), *want, "v{version}: group order");
             errors.push(g.error_code);
-            for t in &g.topics {
-                for p in &t.partitions {
-                    out.push((
-                        want.to_string(),
-                        t.name.to_string(),
-                        p.partition_index,
-                        p.committed_offset,
-                        p.committed_leader_epoch,
-                        p.metadata
-                            .as_ref()
-                            .map(|m| m.to_string())
-                            .unwrap_or_default(),
-                        p.error_code,
-                    ));
-                }
-            }
+            fetched!(out, want.to_string(), &g.topics);
         }
         (out, errors)
     } else {
@@ -301,22 +309,7 @@ async fn offset_fetch(
             };
             let resp = c.call(version, &req).await;
             errors.push(resp.error_code);
-            for t in &resp.topics {
-                for p in &t.partitions {
-                    out.push((
-                        g.to_string(),
-                        t.name.to_string(),
-                        p.partition_index,
-                        p.committed_offset,
-                        p.committed_leader_epoch,
-                        p.metadata
-                            .as_ref()
-                            .map(|m| m.to_string())
-                            .unwrap_or_default(),
-                        p.error_code,
-                    ));
-                }
-            }
+            fetched!(out, g.to_string(), &resp.topics);
         }
         (out, errors)
     }
