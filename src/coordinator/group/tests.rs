@@ -226,6 +226,17 @@ impl H {
         self.sync(&id, 1, &[(&id, "x")]);
         id
     }
+
+    /// A formed (generation 1), then B joined and A rejoined (generation
+    /// 2), and A, the leader, synced {A: "A", B: "B"}; B has not synced.
+    fn pair_in_generation_2(&mut self) -> (String, String) {
+        let a = self.stable_single();
+        let (b, mut b_join) = self.join_new();
+        self.join(&a, None, &["range"]).try_recv().unwrap();
+        b_join.try_recv().unwrap();
+        self.sync(&a, 2, &[(&a, "A"), (&b, "B")]);
+        (a, b)
+    }
 }
 
 fn pending<T>(rx: &mut Receiver<T>) -> bool {
@@ -274,12 +285,7 @@ fn a_second_member_triggers_a_rebalance_and_gets_no_member_list() {
 #[test]
 fn leaving_rebalances_the_rest_and_the_last_leave_empties_the_group() {
     let mut h = H::new();
-    let a = h.stable_single();
-    let (b, mut b_join) = h.join_new();
-    let mut a_join = h.join(&a, None, &["range"]);
-    a_join.try_recv().unwrap();
-    b_join.try_recv().unwrap();
-    h.sync(&a, 2, &[(&a, "A"), (&b, "B")]);
+    let (a, b) = h.pair_in_generation_2();
     let errs = h.leave(&b);
     assert_eq!(errs, Ok(vec![0]));
     assert_eq!(h.state(), GroupState::PreparingRebalance);
@@ -300,11 +306,7 @@ fn leaving_rebalances_the_rest_and_the_last_leave_empties_the_group() {
 #[test]
 fn a_member_that_stops_heartbeating_is_removed_after_its_session_timeout() {
     let mut h = H::new();
-    let a = h.stable_single();
-    let (b, mut b_join) = h.join_new();
-    h.join(&a, None, &["range"]).try_recv().unwrap();
-    b_join.try_recv().unwrap();
-    h.sync(&a, 2, &[(&a, "A"), (&b, "B")]);
+    let (a, b) = h.pair_in_generation_2();
     h.sync(&b, 2, &[]);
     // A keeps heartbeating, B goes silent.
     for _ in 0..3 {
@@ -348,11 +350,7 @@ fn a_member_that_does_not_rejoin_is_dropped_at_the_rebalance_timeout() {
 #[test]
 fn a_member_that_never_syncs_is_removed_at_the_rebalance_timeout() {
     let mut h = H::new();
-    let a = h.stable_single();
-    let (b, mut b_join) = h.join_new();
-    h.join(&a, None, &["range"]).try_recv().unwrap();
-    b_join.try_recv().unwrap();
-    h.sync(&a, 2, &[(&a, "A"), (&b, "B")]);
+    let (a, b) = h.pair_in_generation_2();
     // B never syncs; keep A alive.
     for _ in 0..(REBALANCE / 5_000) {
         h.advance(5_000);
