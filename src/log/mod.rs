@@ -8,6 +8,7 @@
 //! between a clean shutdown and the next start.
 
 pub mod batch;
+pub mod control;
 pub mod fsutil;
 pub mod index;
 pub mod partition;
