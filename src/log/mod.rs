@@ -15,6 +15,8 @@ pub mod partition;
 pub mod producer_state;
 mod reader;
 pub mod segment;
+pub mod txn_index;
+pub mod txn_state;
 
 use std::collections::HashMap;
 use std::fs;
