@@ -37,10 +37,9 @@ const CURRENT_VERSION: i16 = 0;
 const CONTROL_KEY_LEN: usize = 4;
 /// Minimum marker value size: version + coordinator epoch.
 const MARKER_VALUE_LEN: usize = 6;
-/// Start of the CRC-covered region (the attributes field).
-const CRC_START: usize = 21;
-/// Position of the stored CRC.
-const CRC_AT: usize = 17;
+/// Start of the CRC-covered region (the attributes field) and the position
+/// of the stored CRC.
+use super::batch::{ATTRIBUTES_OFFSET as CRC_START, CRC_OFFSET as CRC_AT};
 
 const ABORT_TYPE: i16 = 0;
 const COMMIT_TYPE: i16 = 1;
