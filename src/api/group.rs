@@ -24,10 +24,11 @@ use kafka_protocol::messages::offset_fetch_response::{
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 
-use super::{Code, RequestContext, ResponseFuture, NO_ERROR};
+use super::{str_bytes as s, Code, RequestContext, ResponseFuture, NO_ERROR};
 use crate::broker::Broker;
 use crate::coordinator::group::shard::{
-    CommitPartition, CommitRequest, FetchedOffset, JoinRequest, MemberRef, SyncRequest,
+    join_error, sync_error, CommitPartition, CommitRequest, FetchedOffset, JoinRequest, MemberRef,
+    SyncRequest,
 };
 
 /// FindCoordinator key types.
@@ -39,10 +40,6 @@ const OPERATIONS_NOT_REQUESTED: i32 = i32::MIN;
 /// READ (3), DELETE (6), DESCRIBE (8): what a group allows without ACLs.
 const GROUP_OPERATIONS: i32 = (1 << 3) | (1 << 6) | (1 << 8);
 
-fn s(v: &str) -> StrBytes {
-    StrBytes::from_string(v.to_owned())
-}
-
 fn opt_string(v: &Option<StrBytes>) -> Option<String> {
     v.as_ref().map(|s| s.to_string())
 }
@@ -52,10 +49,10 @@ fn opt_string(v: &Option<StrBytes>) -> Option<String> {
 pub fn find_coordinator(ctx: RequestContext, req: FindCoordinatorRequest) -> ResponseFuture {
     Box::pin(async move {
         let batched = ctx.version >= 4;
-        let keys: Vec<StrBytes> = if batched {
-            req.coordinator_keys.clone()
+        let keys = if batched {
+            req.coordinator_keys
         } else {
-            vec![req.key.clone()]
+            vec![req.key]
         };
         let mut coordinators = Vec::with_capacity(keys.len());
         for key in keys {
@@ -154,14 +151,6 @@ pub fn join_group(ctx: RequestContext, req: JoinGroupRequest) -> ResponseFuture 
     })
 }
 
-fn join_error(code: i16, member_id: &StrBytes) -> JoinGroupResponse {
-    let mut r = JoinGroupResponse::default();
-    r.error_code = code;
-    r.generation_id = -1;
-    r.member_id = member_id.clone();
-    r
-}
-
 /// Fields the version does not carry are cleared; names non-nullable before
 /// v7 become "".
 fn shape_join(resp: &mut JoinGroupResponse, version: i16) {
@@ -186,7 +175,7 @@ pub fn sync_group(ctx: RequestContext, req: SyncGroupRequest) -> ResponseFuture 
         if ctx.version >= 5 && (req.protocol_type.is_none() || req.protocol_name.is_none()) {
             // Kafka: both are mandatory from v5.
             let code = Code::InconsistentGroupProtocol.code();
-            return ctx.encode(&SyncGroupResponse::default().with_error_code(code));
+            return ctx.encode(&sync_error(code));
         }
         let group_id = req.group_id.to_string();
         let (tx, rx) = tokio::sync::oneshot::channel();
@@ -212,10 +201,10 @@ pub fn sync_group(ctx: RequestContext, req: SyncGroupRequest) -> ResponseFuture 
             })
             .await;
         let mut resp = match queued {
-            Ok(()) => rx.await.unwrap_or_else(|_| {
-                SyncGroupResponse::default().with_error_code(Code::CoordinatorNotAvailable.code())
-            }),
-            Err(code) => SyncGroupResponse::default().with_error_code(code),
+            Ok(()) => rx
+                .await
+                .unwrap_or_else(|_| sync_error(Code::CoordinatorNotAvailable.code())),
+            Err(code) => sync_error(code),
         };
         if ctx.version < 5 {
             resp.protocol_type = None;
@@ -234,7 +223,7 @@ pub fn heartbeat(ctx: RequestContext, req: HeartbeatRequest) -> ResponseFuture {
         let broker = ctx.broker.clone();
         let code = broker
             .groups
-            .call(&broker, &group_id.clone(), move |shard, now, _| {
+            .call(&broker, &req.group_id, move |shard, now, _| {
                 shard.heartbeat(&group_id, generation, &member_id, instance.as_deref(), now)
             })
             .await
@@ -260,12 +249,11 @@ pub fn leave_group(ctx: RequestContext, req: LeaveGroupRequest) -> ResponseFutur
                 group_instance_id: None,
             }]
         };
-        let group_id = req.group_id.to_string();
+        let gid = req.group_id.to_string();
         let broker = ctx.broker.clone();
-        let gid = group_id.clone();
         let result = broker
             .groups
-            .call(&broker, &group_id, move |shard, now, out| {
+            .call(&broker, &req.group_id, move |shard, now, out| {
                 shard.leave(&gid, &members, now, out)
             })
             .await
@@ -382,6 +370,47 @@ async fn fetch_group_offsets(
         .await
 }
 
+/// OffsetFetch v8+ (`groups`) topics.
+fn grouped_topics(found: Vec<(String, Vec<FetchedOffset>)>) -> Vec<OffsetFetchResponseTopics> {
+    let partition = |o: FetchedOffset| {
+        OffsetFetchResponsePartitions::default()
+            .with_partition_index(o.partition)
+            .with_committed_offset(o.offset)
+            .with_committed_leader_epoch(o.leader_epoch)
+            .with_metadata(Some(s(&o.metadata)))
+    };
+    found
+        .into_iter()
+        .map(|(topic, offsets)| {
+            OffsetFetchResponseTopics::default()
+                .with_name(TopicName(s(&topic)))
+                .with_partitions(offsets.into_iter().map(partition).collect())
+        })
+        .collect()
+}
+
+/// OffsetFetch v1-v7 (one group) topics; the leader epoch exists from v5.
+fn single_group_topics(
+    found: Vec<(String, Vec<FetchedOffset>)>,
+    version: i16,
+) -> Vec<OffsetFetchResponseTopic> {
+    let partition = |o: FetchedOffset| {
+        OffsetFetchResponsePartition::default()
+            .with_partition_index(o.partition)
+            .with_committed_offset(o.offset)
+            .with_committed_leader_epoch(if version >= 5 { o.leader_epoch } else { -1 })
+            .with_metadata(Some(s(&o.metadata)))
+    };
+    found
+        .into_iter()
+        .map(|(topic, offsets)| {
+            OffsetFetchResponseTopic::default()
+                .with_name(TopicName(s(&topic)))
+                .with_partitions(offsets.into_iter().map(partition).collect())
+        })
+        .collect()
+}
+
 pub fn offset_fetch(ctx: RequestContext, req: OffsetFetchRequest) -> ResponseFuture {
     Box::pin(async move {
         let broker = ctx.broker.clone();
@@ -396,27 +425,7 @@ pub fn offset_fetch(ctx: RequestContext, req: OffsetFetchRequest) -> ResponseFut
                 let mut group =
                     OffsetFetchResponseGroup::default().with_group_id(g.group_id.clone());
                 match fetch_group_offsets(&broker, &g.group_id, topics).await {
-                    Ok(found) => {
-                        group.topics = found
-                            .into_iter()
-                            .map(|(topic, offsets)| {
-                                OffsetFetchResponseTopics::default()
-                                    .with_name(TopicName(s(&topic)))
-                                    .with_partitions(
-                                        offsets
-                                            .into_iter()
-                                            .map(|o| {
-                                                OffsetFetchResponsePartitions::default()
-                                                    .with_partition_index(o.partition)
-                                                    .with_committed_offset(o.offset)
-                                                    .with_committed_leader_epoch(o.leader_epoch)
-                                                    .with_metadata(Some(s(&o.metadata)))
-                                            })
-                                            .collect(),
-                                    )
-                            })
-                            .collect();
-                    }
+                    Ok(found) => group.topics = grouped_topics(found),
                     Err(code) => group.error_code = code,
                 }
                 resp.groups.push(group);
@@ -428,31 +437,7 @@ pub fn offset_fetch(ctx: RequestContext, req: OffsetFetchRequest) -> ResponseFut
                     .collect()
             });
             match fetch_group_offsets(&broker, &req.group_id, topics).await {
-                Ok(found) => {
-                    resp.topics = found
-                        .into_iter()
-                        .map(|(topic, offsets)| {
-                            OffsetFetchResponseTopic::default()
-                                .with_name(TopicName(s(&topic)))
-                                .with_partitions(
-                                    offsets
-                                        .into_iter()
-                                        .map(|o| {
-                                            OffsetFetchResponsePartition::default()
-                                                .with_partition_index(o.partition)
-                                                .with_committed_offset(o.offset)
-                                                .with_committed_leader_epoch(if ctx.version >= 5 {
-                                                    o.leader_epoch
-                                                } else {
-                                                    -1
-                                                })
-                                                .with_metadata(Some(s(&o.metadata)))
-                                        })
-                                        .collect(),
-                                )
-                        })
-                        .collect();
-                }
+                Ok(found) => resp.topics = single_group_topics(found, ctx.version),
                 Err(code) if ctx.version >= 2 => resp.error_code = code,
                 Err(code) => {
                     // v1 has no top-level error: every partition carries it.
@@ -500,7 +485,7 @@ pub fn offset_delete(ctx: RequestContext, req: OffsetDeleteRequest) -> ResponseF
         let broker = ctx.broker.clone();
         let result = broker
             .groups
-            .call(&broker, &gid.clone(), move |shard, _, out| {
+            .call(&broker, &req.group_id, move |shard, _, out| {
                 shard.delete_offsets(&gid, &partitions, out)
             })
             .await
@@ -605,48 +590,40 @@ pub fn describe_groups(ctx: RequestContext, req: DescribeGroupsRequest) -> Respo
 pub fn list_groups(ctx: RequestContext, req: ListGroupsRequest) -> ResponseFuture {
     Box::pin(async move {
         let broker = ctx.broker.clone();
-        let states: Vec<String> = req.states_filter.iter().map(|s| s.to_lowercase()).collect();
+        let states = &req.states_filter;
         let types: Vec<String> = req.types_filter.iter().map(|s| s.to_lowercase()).collect();
         let mut resp = ListGroupsResponse::default();
-        // Listing does not create __consumer_offsets: no topic, no groups.
-        if broker
-            .metadata
-            .image()
-            .topic(crate::coordinator::group::OFFSETS_TOPIC)
-            .is_some()
-        {
-            let n = match broker.groups.shard_count(&broker).await {
-                Ok(n) => n,
+        // Every group here is a classic one.
+        let type_ok = types.is_empty() || types.iter().any(|t| t == "classic");
+        // Listing does not create __consumer_offsets: no coordinator, no groups.
+        let shards = if type_ok {
+            broker.groups.running_shards()
+        } else {
+            None
+        };
+        for shard in 0..shards.unwrap_or(0) {
+            let listed = match broker
+                .groups
+                .call_shard(&broker, shard, |s, _, _| s.list())
+                .await
+            {
+                Ok(listed) => listed,
                 Err(code) => {
                     resp.error_code = code;
-                    return ctx.encode(&resp);
+                    continue;
                 }
             };
-            for shard in 0..n {
-                match broker
-                    .groups
-                    .call_shard(&broker, shard, |s, _, _| s.list())
-                    .await
-                {
-                    Ok(listed) => {
-                        for g in listed {
-                            let state = g.state.as_str();
-                            if !states.is_empty() && !states.contains(&state.to_lowercase()) {
-                                continue;
-                            }
-                            if !types.is_empty() && !types.iter().any(|t| t == "classic") {
-                                continue;
-                            }
-                            let mut l = ListedGroup::default();
-                            l.group_id = GroupId(s(&g.group_id));
-                            l.protocol_type = s(&g.protocol_type);
-                            l.group_state = s(state);
-                            l.group_type = s("classic");
-                            resp.groups.push(l);
-                        }
-                    }
-                    Err(code) => resp.error_code = code,
+            for g in listed {
+                let state = g.state.as_str();
+                if !states.is_empty() && !states.iter().any(|f| f.eq_ignore_ascii_case(state)) {
+                    continue;
                 }
+                let mut l = ListedGroup::default();
+                l.group_id = GroupId(s(&g.group_id));
+                l.protocol_type = s(&g.protocol_type);
+                l.group_state = s(state);
+                l.group_type = s("classic");
+                resp.groups.push(l);
             }
         }
         ctx.encode(&resp)
@@ -659,17 +636,13 @@ pub fn delete_groups(ctx: RequestContext, req: DeleteGroupsRequest) -> ResponseF
         let mut results = Vec::with_capacity(req.groups_names.len());
         for gid in &req.groups_names {
             let id = gid.to_string();
-            let code = if id.is_empty() {
-                Code::InvalidGroupId.code()
-            } else {
-                broker
-                    .groups
-                    .call(&broker, gid, move |shard, now, out| {
-                        shard.delete_group(&id, now, out)
-                    })
-                    .await
-                    .unwrap_or_else(|code| code)
-            };
+            let code = broker
+                .groups
+                .call(&broker, gid, move |shard, now, out| {
+                    shard.delete_group(&id, now, out)
+                })
+                .await
+                .unwrap_or_else(|code| code);
             results.push(
                 DeletableGroupResult::default()
                     .with_group_id(gid.clone())

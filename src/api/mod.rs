@@ -126,6 +126,11 @@ pub fn dispatch(
 /// Kafka error codes used by the handlers.
 pub(crate) use kafka_protocol::error::ResponseError as Code;
 
+/// An owned copy of `v` as the protocol's string type.
+pub(crate) fn str_bytes(v: &str) -> kafka_protocol::protocol::StrBytes {
+    kafka_protocol::protocol::StrBytes::from_string(v.to_owned())
+}
+
 /// Kafka's error code for success.
 pub(crate) const NO_ERROR: i16 = 0;
 

@@ -7,20 +7,9 @@ use bytes::Bytes;
 use kafka_protocol::messages::JoinGroupResponse;
 use tokio::sync::oneshot;
 
-use super::records::{GroupValue, MemberValue};
+use super::records::{GroupValue, MemberValue, OffsetValue};
 use super::state::GroupState;
 use crate::coordinator::group::SyncReply;
-
-/// A committed offset as stored (OffsetCommitValue).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct CommittedOffset {
-    pub offset: i64,
-    pub leader_epoch: i32,
-    pub metadata: String,
-    pub commit_timestamp: i64,
-    /// Set only by OffsetCommit v2-v4 with a retention time.
-    pub expire_timestamp: Option<i64>,
-}
 
 pub struct Member {
     pub member_id: String,
@@ -90,11 +79,10 @@ pub struct ClassicGroup {
     /// The end of the sync phase: members still in `pending_sync` then are
     /// removed.
     pub sync_deadline: Option<i64>,
-    pub offsets: BTreeMap<(String, i32), CommittedOffset>,
-    /// The group's metadata has been written at least once (so deleting it
-    /// needs a tombstone).
-    pub persisted: bool,
-    /// The group metadata as last written: what a log snapshot must carry.
+    /// Committed offsets, exactly as stored (OffsetCommitValue).
+    pub offsets: BTreeMap<(String, i32), OffsetValue>,
+    /// The group metadata as last written: what a log snapshot must carry
+    /// (and, when set, what a removal must tombstone).
     pub last_stored: Option<GroupValue>,
 }
 
@@ -117,7 +105,6 @@ impl ClassicGroup {
             new_member_added: false,
             sync_deadline: None,
             offsets: BTreeMap::new(),
-            persisted: false,
             last_stored: None,
         }
     }
@@ -342,7 +329,6 @@ impl ClassicGroup {
         } else {
             GroupState::Stable
         };
-        self.persisted = true;
     }
 }
 

@@ -25,7 +25,7 @@ use crate::broker::Broker;
 use crate::config::GroupConfig;
 use crate::coordinator::{partition_for, Clock};
 use crate::metadata::MetadataError;
-use shard::{GroupShard, Outcome, ShardConfig};
+use shard::{GroupShard, Outcome};
 
 /// The internal topic holding group metadata and committed offsets.
 pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
@@ -116,22 +116,26 @@ impl GroupCoordinator {
                 }
             }
         };
-        let config = ShardConfig::from_broker(&self.config);
-        let mut senders = Vec::with_capacity(info.partitions as usize);
+        // Every partition's log first, so a failure starts no task at all (a
+        // retry must not find half the shards already running).
+        let logs = (0..info.partitions)
+            .map(|p| {
+                broker.logs.get(&info.id, p).ok_or_else(|| {
+                    tracing::error!("{OFFSETS_TOPIC}-{p} has no log");
+                    Code::CoordinatorNotAvailable.code()
+                })
+            })
+            .collect::<Result<Vec<_>, i16>>()?;
+        let mut senders = Vec::with_capacity(logs.len());
         let mut tasks = self.tasks.lock();
-        for p in 0..info.partitions {
-            let log = broker.logs.get(&info.id, p).ok_or_else(|| {
-                tracing::error!("{OFFSETS_TOPIC}-{p} has no log");
-                Code::CoordinatorNotAvailable.code()
-            })?;
+        for (p, log) in (0..).zip(logs) {
             let (tx, rx) = mpsc::unbounded_channel();
             let t = task::ShardTask {
-                shard: GroupShard::new(p, config.clone()),
+                shard: GroupShard::new(p, self.config.clone()),
                 log,
                 logs: broker.logs.clone(),
                 clock: self.clock.clone(),
-                config: config.clone(),
-                retention_check_interval_ms: self.config.offsets_retention_check_interval_ms,
+                config: self.config.clone(),
             };
             tasks.push(tokio::spawn(t.run(rx, self.shutdown.clone())));
             senders.push(tx);
@@ -146,8 +150,11 @@ impl GroupCoordinator {
         Ok(partition_for(group_id, n) as usize)
     }
 
-    pub async fn shard_count(&self, broker: &Arc<Broker>) -> Result<usize, i16> {
-        Ok(self.shards(broker).await?.len())
+    /// How many shards run, without starting the coordinator: `None`
+    /// until `__consumer_offsets` exists (it is started at broker start when
+    /// the topic exists, and creating the topic starts it).
+    pub fn running_shards(&self) -> Option<usize> {
+        self.shards.get().map(Vec::len)
     }
 
     /// Runs `f` on the shard owning `group_id` and returns its result once

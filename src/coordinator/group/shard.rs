@@ -10,41 +10,18 @@ use std::collections::HashMap;
 use bytes::Bytes;
 use kafka_protocol::messages::join_group_response::JoinGroupResponseMember;
 use kafka_protocol::messages::{JoinGroupResponse, SyncGroupResponse};
-use kafka_protocol::protocol::StrBytes;
 use tokio::sync::oneshot;
 
-use super::classic::{ClassicGroup, CommittedOffset, Member};
+use super::classic::{ClassicGroup, Member};
 use super::records::{OffsetValue, RecordKey};
 use super::state::GroupState::{self, *};
 use super::SyncReply;
-use crate::api::Code;
+use crate::api::{str_bytes as s, Code};
+use crate::config::GroupConfig;
 
 /// Kafka's fixed timeout for a new member that joined but whose join phase
 /// has not completed (`GroupCoordinator.NewMemberJoinTimeoutMs`).
 pub const NEW_MEMBER_JOIN_TIMEOUT_MS: i64 = 300_000;
-
-#[derive(Clone, Debug)]
-pub struct ShardConfig {
-    pub min_session_timeout_ms: i32,
-    pub max_session_timeout_ms: i32,
-    pub initial_rebalance_delay_ms: i32,
-    pub max_size: i32,
-    pub offset_metadata_max_bytes: i32,
-    pub offsets_retention_ms: i64,
-}
-
-impl ShardConfig {
-    pub fn from_broker(c: &crate::config::GroupConfig) -> ShardConfig {
-        ShardConfig {
-            min_session_timeout_ms: c.min_session_timeout_ms,
-            max_session_timeout_ms: c.max_session_timeout_ms,
-            initial_rebalance_delay_ms: c.initial_rebalance_delay_ms,
-            max_size: c.max_size,
-            offset_metadata_max_bytes: c.offset_metadata_max_bytes,
-            offsets_retention_ms: c.offsets_retention_ms,
-        }
-    }
-}
 
 /// A reply waiting for the outcome's records: called with `None` once they
 /// are durable, or with the error code to answer instead.
@@ -154,11 +131,8 @@ pub struct GroupListing {
     pub state: GroupState,
 }
 
-fn s(v: &str) -> StrBytes {
-    StrBytes::from_string(v.to_owned())
-}
-
-fn join_error(code: i16, member_id: &str) -> JoinGroupResponse {
+/// A JoinGroup answer carrying only an error (generation -1).
+pub(crate) fn join_error(code: i16, member_id: &str) -> JoinGroupResponse {
     let mut r = JoinGroupResponse::default();
     r.error_code = code;
     r.generation_id = -1;
@@ -166,7 +140,7 @@ fn join_error(code: i16, member_id: &str) -> JoinGroupResponse {
     r
 }
 
-fn sync_error(code: i16) -> SyncGroupResponse {
+pub(crate) fn sync_error(code: i16) -> SyncGroupResponse {
     let mut r = SyncGroupResponse::default();
     r.error_code = code;
     r
@@ -188,25 +162,18 @@ fn group_key(group: &str) -> Vec<u8> {
     .encode()
 }
 
-fn offset_record(group: &str, topic: &str, partition: i32, c: &CommittedOffset) -> Record {
-    let value = OffsetValue {
-        offset: c.offset,
-        leader_epoch: c.leader_epoch,
-        metadata: c.metadata.clone(),
-        commit_timestamp: c.commit_timestamp,
-        expire_timestamp: c.expire_timestamp,
-    };
-    (offset_key(group, topic, partition), Some(value.encode()))
+fn offset_record(group: &str, topic: &str, partition: i32, c: &OffsetValue) -> Record {
+    (offset_key(group, topic, partition), Some(c.encode()))
 }
 
 pub struct GroupShard {
     pub partition: i32,
-    config: ShardConfig,
+    config: GroupConfig,
     groups: HashMap<String, ClassicGroup>,
 }
 
 impl GroupShard {
-    pub fn new(partition: i32, config: ShardConfig) -> GroupShard {
+    pub fn new(partition: i32, config: GroupConfig) -> GroupShard {
         GroupShard {
             partition,
             config,
@@ -263,16 +230,7 @@ impl GroupShard {
                             .groups
                             .entry(group.clone())
                             .or_insert_with(|| ClassicGroup::new(group, now));
-                        g.offsets.insert(
-                            (topic, partition),
-                            CommittedOffset {
-                                offset: v.offset,
-                                leader_epoch: v.leader_epoch,
-                                metadata: v.metadata,
-                                commit_timestamp: v.commit_timestamp,
-                                expire_timestamp: v.expire_timestamp,
-                            },
-                        );
+                        g.offsets.insert((topic, partition), v);
                     }
                     Err(e) => tracing::warn!(%group, "skipping unreadable offset record: {e}"),
                 },
@@ -581,7 +539,7 @@ impl GroupShard {
                 errors.push(Code::OffsetMetadataTooLarge.code());
                 continue;
             }
-            let c = CommittedOffset {
+            let c = OffsetValue {
                 offset: p.offset,
                 leader_epoch: p.leader_epoch,
                 metadata,
@@ -611,7 +569,7 @@ impl GroupShard {
             leader_epoch: -1,
             metadata: String::new(),
         };
-        let found = |partition, c: &CommittedOffset| FetchedOffset {
+        let found = |partition, c: &OffsetValue| FetchedOffset {
             partition,
             offset: c.offset,
             leader_epoch: c.leader_epoch,
@@ -886,7 +844,7 @@ impl GroupShard {
             if group.is(Empty) && group.offsets.is_empty() && group.pending_members.is_empty() {
                 group.transition(Dead, now);
                 dead.push(group.id.clone());
-                if group.persisted {
+                if group.last_stored.is_some() {
                     out.records.push((group_key(&group.id), None));
                 }
             }
@@ -1284,5 +1242,4 @@ fn store_group(group: &mut ClassicGroup, out: &mut Outcome) {
     out.records
         .push((group_key(&group.id), Some(value.encode())));
     group.last_stored = Some(value);
-    group.persisted = true;
 }

@@ -8,6 +8,7 @@ use tokio::sync::oneshot::{self, error::TryRecvError, Receiver};
 use super::shard::*;
 use super::state::GroupState;
 use crate::api::Code;
+use crate::config::GroupConfig;
 use crate::coordinator::{Clock, ManualClock};
 
 const SESSION: i32 = 10_000;
@@ -20,14 +21,18 @@ struct H {
     log: Vec<Record>,
 }
 
-fn config(initial_delay: i32) -> ShardConfig {
-    ShardConfig {
+fn config(initial_delay: i32) -> GroupConfig {
+    GroupConfig {
         min_session_timeout_ms: 6_000,
         max_session_timeout_ms: 300_000,
         initial_rebalance_delay_ms: initial_delay,
         max_size: 3,
         offset_metadata_max_bytes: 16,
         offsets_retention_ms: 60_000,
+        // Not read by the shard (the task and the coordinator use them).
+        offsets_topic_num_partitions: 1,
+        offsets_topic_segment_bytes: 1 << 20,
+        offsets_retention_check_interval_ms: 1_000,
     }
 }
 
@@ -43,7 +48,7 @@ impl H {
         Self::with(config(0))
     }
 
-    fn with(config: ShardConfig) -> H {
+    fn with(config: GroupConfig) -> H {
         H {
             shard: GroupShard::new(0, config),
             clock: ManualClock::new(1_000_000),
