@@ -62,12 +62,7 @@ pub fn handle(ctx: RequestContext, req: ProduceRequest) -> ResponseFuture {
                             to_flush.push((ti, pi, log));
                         } else if appended.rolled {
                             // Not awaited: the ack does not depend on it.
-                            let logs = broker.logs.clone();
-                            tokio::spawn(async move {
-                                if let Err(e) = logs.flush(log.clone()).await {
-                                    tracing::error!(topic = %log.topic, partition = log.partition, "flush after roll failed: {e}");
-                                }
-                            });
+                            broker.logs.flush_in_background(log);
                         }
                         NO_ERROR
                     }

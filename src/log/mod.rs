@@ -184,6 +184,17 @@ impl LogManager {
             .unwrap_or_else(|_| Err(io::Error::other("flusher stopped")))
     }
 
+    /// Fsyncs `log` in the background (after a roll: the sealed segment
+    /// moves the recovery point; nothing waits for it).
+    pub fn flush_in_background(self: &Arc<Self>, log: Arc<PartitionLog>) {
+        let logs = self.clone();
+        tokio::spawn(async move {
+            if let Err(e) = logs.flush(log.clone()).await {
+                tracing::error!(topic = %log.topic, partition = log.partition, "flush after roll failed: {e}");
+            }
+        });
+    }
+
     pub fn write_checkpoints(&self) -> io::Result<()> {
         let logs = self.all();
         let mut rp = Vec::with_capacity(logs.len());

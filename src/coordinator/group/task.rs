@@ -10,9 +10,10 @@ use bytes::Bytes;
 use tokio::sync::{mpsc, watch};
 
 use super::records::{decode_records, encode_batch};
-use super::shard::{GroupShard, Outcome, Record, ShardConfig};
+use super::shard::{GroupShard, Outcome, Record};
 use super::Op;
 use crate::api::Code;
+use crate::config::GroupConfig;
 use crate::coordinator::Clock;
 use crate::log::batch::BatchIter;
 use crate::log::{LogManager, PartitionLog};
@@ -32,8 +33,7 @@ pub struct ShardTask {
     pub log: Arc<PartitionLog>,
     pub logs: Arc<LogManager>,
     pub clock: Arc<dyn Clock>,
-    pub config: ShardConfig,
-    pub retention_check_interval_ms: i64,
+    pub config: GroupConfig,
 }
 
 impl ShardTask {
@@ -42,14 +42,11 @@ impl ShardTask {
         mut rx: mpsc::UnboundedReceiver<Op>,
         mut shutdown: watch::Receiver<bool>,
     ) {
-        if let Err(e) = self.reload() {
-            tracing::error!(
-                partition = self.log.partition,
-                "loading group shard failed: {e}"
-            );
+        if !self.reload_or_stop() {
+            return;
         }
         let mut retention = tokio::time::interval(Duration::from_millis(
-            self.retention_check_interval_ms.max(1) as u64,
+            self.config.offsets_retention_check_interval_ms.max(1) as u64,
         ));
         retention.tick().await;
         loop {
@@ -72,19 +69,18 @@ impl ShardTask {
                         }
                         n += 1;
                     }
-                    self.finish(out).await;
-                    if !healthy {
-                        // The operations before the failed one are written;
-                        // the shard's memory is rebuilt from the log.
-                        if let Err(e) = self.reload() {
-                            tracing::error!(partition = self.log.partition, "reloading group shard failed: {e}");
-                        }
+                    // After a panic the operations before the failed one are
+                    // written and the shard's memory is rebuilt from the log.
+                    if !self.finish(out).await || (!healthy && !self.reload_or_stop()) {
+                        return;
                     }
                 }
                 _ = tokio::time::sleep(wait) => {
                     let mut out = Outcome::default();
                     self.shard.tick(self.clock.now_ms(), &mut out);
-                    self.finish(out).await;
+                    if !self.finish(out).await {
+                        return;
+                    }
                 }
                 _ = retention.tick() => {
                     let mut out = Outcome::default();
@@ -92,7 +88,9 @@ impl ShardTask {
                     if n > 0 {
                         tracing::info!(partition = self.log.partition, expired = n, "expired committed offsets");
                     }
-                    self.finish(out).await;
+                    if !self.finish(out).await {
+                        return;
+                    }
                     self.maybe_compact().await;
                 }
                 _ = shutdown.changed() => break,
@@ -122,26 +120,43 @@ impl ShardTask {
     }
 
     /// Writes the outcome's records, waits for durability, then replies.
-    async fn finish(&mut self, out: Outcome) {
+    /// `false`: the shard could not be rebuilt after a failed write and the
+    /// task must stop.
+    async fn finish(&mut self, out: Outcome) -> bool {
         let Outcome { records, replies } = out;
-        let error = match self.write(&records).await {
-            Ok(()) => None,
+        let (error, healthy) = match self.write(&records).await {
+            Ok(()) => (None, true),
             Err(e) => {
                 tracing::error!(
                     partition = self.log.partition,
                     "writing group records failed: {e}; reloading the shard"
                 );
-                if let Err(e) = self.reload() {
-                    tracing::error!(
-                        partition = self.log.partition,
-                        "reloading group shard failed: {e}"
-                    );
-                }
-                Some(Code::CoordinatorNotAvailable.code())
+                // Memory already holds what failed to be written: rebuild it
+                // from what the log really has.
+                let healthy = self.reload_or_stop();
+                (Some(Code::CoordinatorNotAvailable.code()), healthy)
             }
         };
         for reply in replies {
             reply(error);
+        }
+        healthy
+    }
+
+    /// Rebuilds the shard from its partition. If that fails the shard must
+    /// not serve from memory it cannot trust (an empty shard would answer
+    /// "no committed offset" and consumers would reset): the task stops, and
+    /// every request for its groups gets COORDINATOR_NOT_AVAILABLE.
+    fn reload_or_stop(&mut self) -> bool {
+        match self.reload() {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::error!(
+                    partition = self.log.partition,
+                    "loading group shard failed, its groups are unavailable: {e}"
+                );
+                false
+            }
         }
     }
 
@@ -155,6 +170,9 @@ impl ShardTask {
             let batch = encode_batch(chunk, now);
             let appended = self.log.append_as_leader(&batch, now)?;
             needs_flush |= appended.needs_flush;
+            if appended.rolled && !appended.needs_flush {
+                self.logs.flush_in_background(self.log.clone());
+            }
         }
         if needs_flush {
             self.logs.flush(self.log.clone()).await?;
