@@ -18,7 +18,6 @@ pub struct Member {
     pub client_host: String,
     pub rebalance_timeout_ms: i32,
     pub session_timeout_ms: i32,
-    pub protocol_type: String,
     /// (name, metadata) in the member's order of preference.
     pub protocols: Vec<(String, Bytes)>,
     pub assignment: Bytes,
@@ -217,9 +216,13 @@ impl ClassicGroup {
         Some(member)
     }
 
-    pub fn add_member(&mut self, member: Member) {
+    /// Adds a member whose protocols passed [`supports_protocols`]; the
+    /// first one sets the group's protocol type.
+    ///
+    /// [`supports_protocols`]: ClassicGroup::supports_protocols
+    pub fn add_member(&mut self, member: Member, protocol_type: &str) {
         if self.members.is_empty() {
-            self.protocol_type = Some(member.protocol_type.clone());
+            self.protocol_type = Some(protocol_type.to_owned());
         }
         if self.leader.is_none() {
             self.leader = Some(member.member_id.clone());
@@ -310,7 +313,6 @@ impl ClassicGroup {
                 client_host: mv.client_host,
                 rebalance_timeout_ms: mv.rebalance_timeout,
                 session_timeout_ms: mv.session_timeout,
-                protocol_type: self.protocol_type.clone().unwrap_or_default(),
                 protocols,
                 assignment: mv.assignment,
                 awaiting_join: None,

@@ -997,7 +997,6 @@ fn add_member_and_rebalance(
         client_host: req.client_host,
         rebalance_timeout_ms: req.rebalance_timeout_ms,
         session_timeout_ms: req.session_timeout_ms,
-        protocol_type: req.protocol_type,
         protocols: req.protocols,
         assignment: Bytes::new(),
         awaiting_join: Some(req.reply),
@@ -1008,7 +1007,7 @@ fn add_member_and_rebalance(
     if group.is(PreparingRebalance) && group.generation == 0 {
         group.new_member_added = true;
     }
-    group.add_member(member);
+    group.add_member(member, &req.protocol_type);
     maybe_prepare_rebalance(group, now, initial_delay, out);
 }
 
