@@ -224,8 +224,7 @@ impl ShardTask {
     /// segment, make it durable, and drop everything before it.
     async fn maybe_compact(&mut self) {
         let total = self.log.log_end_offset() - self.log.log_start_offset();
-        let live = self.shard.live_records() as i64;
-        if total < COMPACT_MIN_RECORDS || total < COMPACT_RATIO * live.max(1) {
+        if !worth_compacting(total, self.shard.live_records() as i64) {
             return;
         }
         if let Err(e) = self.compact().await {
@@ -255,6 +254,12 @@ impl ShardTask {
     }
 }
 
+/// A partition of `total` records of which `live` are current is rewritten
+/// once it is both large and mostly dead.
+fn worth_compacting(total: i64, live: i64) -> bool {
+    total >= COMPACT_MIN_RECORDS && total >= COMPACT_RATIO * live.max(1)
+}
+
 /// Splits records into batches bounded by count and bytes.
 fn chunks(records: &[Record]) -> impl Iterator<Item = &[Record]> {
     let mut rest = records;
@@ -277,4 +282,54 @@ fn chunks(records: &[Record]) -> impl Iterator<Item = &[Record]> {
         rest = tail;
         Some(head)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn records(n: usize, value_len: usize) -> Vec<Record> {
+        (0..n)
+            .map(|i| (i.to_be_bytes().to_vec(), Some(vec![0; value_len])))
+            .collect()
+    }
+
+    fn sizes(records: &[Record]) -> Vec<usize> {
+        chunks(records).map(<[Record]>::len).collect()
+    }
+
+    #[test]
+    fn batches_are_bounded_by_count_on_both_sides() {
+        assert_eq!(
+            sizes(&records(MAX_RECORDS_PER_BATCH, 1)),
+            [MAX_RECORDS_PER_BATCH]
+        );
+        assert_eq!(
+            sizes(&records(MAX_RECORDS_PER_BATCH + 1, 1)),
+            [MAX_RECORDS_PER_BATCH, 1]
+        );
+        assert!(sizes(&[]).is_empty());
+    }
+
+    #[test]
+    fn batches_are_bounded_by_bytes_on_both_sides() {
+        // 8-byte key + value + 32 bytes of overhead per record.
+        let per = MAX_BATCH_BYTES / 4;
+        let value = per - 8 - 32;
+        assert_eq!(sizes(&records(4, value)), [4]);
+        assert_eq!(sizes(&records(4, value + 1)), [3, 1]);
+        // A record larger than the limit still goes out, alone.
+        assert_eq!(sizes(&records(2, MAX_BATCH_BYTES)), [1, 1]);
+    }
+
+    #[test]
+    fn compaction_needs_a_large_and_mostly_dead_partition() {
+        let min = COMPACT_MIN_RECORDS;
+        assert!(!worth_compacting(min - 1, 1));
+        assert!(worth_compacting(min, 1));
+        let live = min / COMPACT_RATIO;
+        assert!(worth_compacting(min, live));
+        assert!(!worth_compacting(min, live + 1));
+        assert!(worth_compacting(min, 0), "an empty shard with a long log");
+    }
 }
