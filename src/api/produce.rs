@@ -26,6 +26,8 @@ pub fn handle(ctx: RequestContext, req: ProduceRequest) -> ResponseFuture {
         } else {
             image.topic(topic.name.as_str())
         };
+        // Only the coordinators write internal topics.
+        let internal = info.is_some_and(|i| i.name == OFFSETS_TOPIC);
         let missing = if ctx.version >= 13 {
             Code::UnknownTopicId
         } else {
@@ -44,8 +46,7 @@ pub fn handle(ctx: RequestContext, req: ProduceRequest) -> ResponseFuture {
             } else if req.transactional_id.is_some() {
                 // Transactions arrive with the transaction coordinator.
                 Code::TransactionalIdAuthorizationFailed.code()
-            } else if info.is_some_and(|i| i.name == OFFSETS_TOPIC) {
-                // Only the coordinators write internal topics.
+            } else if internal {
                 Code::InvalidTopicException.code()
             } else if ctx.version < 7 && p.records.as_deref().is_some_and(is_zstd) {
                 // Kafka: ZStandard needs Produce v7+ (KIP-110).
