@@ -1320,6 +1320,11 @@ async fn consumer_offsets_is_internal() {
     let mut c = b.connect().await;
     let md = c.call(12, &metadata_request(12, None, false)).await;
     assert!(md.topics.is_empty(), "no topics before the first lookup");
+    // Metadata with auto-creation on does not create it with user defaults.
+    let md = c.metadata(12, &[OFFSETS_TOPIC]).await;
+    assert_eq!(md.topics[0].error_code, UNKNOWN_TOPIC_OR_PARTITION);
+    let md = c.call(12, &metadata_request(12, None, false)).await;
+    assert!(md.topics.is_empty(), "not auto-created by Metadata");
 
     let resp = c
         .call(

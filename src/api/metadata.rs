@@ -9,12 +9,10 @@ use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse, Topi
 use kafka_protocol::protocol::StrBytes;
 
 use super::{Code, RequestContext};
-use crate::metadata::{MetadataError, TopicInfo};
+use crate::metadata::{topic_name, MetadataError, TopicInfo};
 
 /// Kafka's "authorized operations not requested" marker.
 const AUTHORIZED_OPERATIONS_OMITTED: i32 = i32::MIN;
-
-use crate::coordinator::group::OFFSETS_TOPIC;
 
 pub fn handle(ctx: &RequestContext, req: MetadataRequest) -> MetadataResponse {
     let broker = &ctx.broker;
@@ -42,7 +40,7 @@ pub fn handle(ctx: &RequestContext, req: MetadataRequest) -> MetadataResponse {
                 let entry = match (found, by_name) {
                     (Some(info), _) => describe_topic(&info, node, ctx.version),
                     // The internal topic is created by the group coordinator.
-                    (None, Some(name)) if may_create && name != OFFSETS_TOPIC => {
+                    (None, Some(name)) if may_create && !topic_name::is_internal(&name) => {
                         match broker.create_topic(
                             &name,
                             broker.config.num_partitions,
@@ -79,7 +77,7 @@ pub fn handle(ctx: &RequestContext, req: MetadataRequest) -> MetadataResponse {
                         }
                     }
                     (None, Some(name)) => {
-                        let code = if crate::metadata::topic_name::validate(&name).is_err() {
+                        let code = if topic_name::validate(&name).is_err() {
                             Code::InvalidTopicException
                         } else {
                             Code::UnknownTopicOrPartition
@@ -139,7 +137,7 @@ fn describe_topic(info: &TopicInfo, node: i32, version: i16) -> MetadataResponse
             uuid::Uuid::nil()
         })
         .with_partitions(partitions)
-        .with_is_internal(info.name == OFFSETS_TOPIC)
+        .with_is_internal(info.is_internal())
         .with_topic_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED)
 }
 

@@ -11,8 +11,6 @@ use super::{Code, RequestContext, ResponseFuture, NO_ERROR};
 use crate::log::{now_ms, LogError, PartitionLog};
 use crate::protocol::{HeaderPrefix, ProtocolError};
 
-use crate::coordinator::group::OFFSETS_TOPIC;
-
 pub fn handle(ctx: RequestContext, req: ProduceRequest) -> ResponseFuture {
     let broker = ctx.broker.clone();
     let image = broker.metadata.image();
@@ -27,7 +25,7 @@ pub fn handle(ctx: RequestContext, req: ProduceRequest) -> ResponseFuture {
             image.topic(topic.name.as_str())
         };
         // Only the coordinators write internal topics.
-        let internal = info.is_some_and(|i| i.name == OFFSETS_TOPIC);
+        let internal = info.is_some_and(|i| i.is_internal());
         let missing = if ctx.version >= 13 {
             Code::UnknownTopicId
         } else {

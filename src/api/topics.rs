@@ -2,7 +2,6 @@
 
 use std::collections::HashMap;
 
-use crate::coordinator::group::OFFSETS_TOPIC;
 use indexmap::IndexMap;
 use kafka_protocol::messages::create_topics_request::CreatableTopic;
 use kafka_protocol::messages::create_topics_response::{
@@ -238,7 +237,7 @@ pub fn delete_topics(ctx: &RequestContext, req: DeleteTopicsRequest) -> DeleteTo
             match info {
                 Err(code) => result.with_error_code(code.code()),
                 // The coordinators' state lives there; Kafka refuses too.
-                Ok(info) if info.name == OFFSETS_TOPIC => result
+                Ok(info) if info.is_internal() => result
                     .with_error_code(Code::InvalidTopicException.code())
                     .with_error_message(Some(StrBytes::from_static_str(
                         "Internal topics cannot be deleted",

@@ -37,6 +37,12 @@ pub struct TopicInfo {
     pub config: TopicConfig,
 }
 
+impl TopicInfo {
+    pub fn is_internal(&self) -> bool {
+        topic_name::is_internal(&self.name)
+    }
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct MetadataImage {
     pub topics: IndexMap<String, Arc<TopicInfo>>,

@@ -52,6 +52,16 @@ pub fn usable_topic_id(id: &Uuid) -> bool {
     id.as_u128() > 1 && !uuid_to_base64(id).starts_with('-')
 }
 
+/// Topics only the coordinators write (Kafka's `Topic.isInternal`): shown
+/// as internal in Metadata, refused to Produce and DeleteTopics, never
+/// auto-created by Metadata. The transaction log joins them with
+/// transactions.
+pub const INTERNAL_TOPICS: &[&str] = &[crate::coordinator::group::OFFSETS_TOPIC];
+
+pub fn is_internal(name: &str) -> bool {
+    INTERNAL_TOPICS.contains(&name)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
