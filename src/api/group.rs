@@ -129,7 +129,7 @@ pub fn join_group(ctx: RequestContext, req: JoinGroupRequest) -> ResponseFuture 
                 .map(|p| (p.name.to_string(), p.metadata.clone()))
                 .collect(),
             client_id: ctx.client_id.clone().unwrap_or_default(),
-            client_host: ctx.client_host.clone(),
+            client_host: ctx.client_host.to_string(),
             require_known_member_id: version >= 4,
             reply: tx,
         };

@@ -38,8 +38,9 @@ pub struct RequestContext {
     pub version: i16,
     pub correlation_id: i32,
     pub client_id: Option<String>,
-    /// The peer's address as Kafka reports it (`/127.0.0.1`).
-    pub client_host: String,
+    /// The peer's address as Kafka reports it (`/127.0.0.1`), formatted once
+    /// per connection.
+    pub client_host: Arc<str>,
 }
 
 impl RequestContext {
@@ -57,11 +58,18 @@ impl RequestContext {
     }
 }
 
+/// How Kafka names a client's host in DescribeGroups (`InetAddress.toString`
+/// of an address without a host name).
+pub fn client_host(peer: Option<std::net::SocketAddr>) -> Arc<str> {
+    peer.map_or_else(String::new, |p| format!("/{}", p.ip()))
+        .into()
+}
+
 /// Applies one request (in arrival order) and returns its response future.
 pub fn dispatch(
     broker: &Arc<Broker>,
     mut frame: Bytes,
-    peer: Option<std::net::SocketAddr>,
+    client_host: &Arc<str>,
 ) -> Result<ResponseFuture, ProtocolError> {
     let prefix = HeaderPrefix::peek(&frame)?;
     let key = ApiKey::try_from(prefix.api_key)
@@ -87,7 +95,7 @@ pub fn dispatch(
         version,
         correlation_id: header.correlation_id,
         client_id: header.client_id.map(|s| s.to_string()),
-        client_host: peer.map_or_else(String::new, |p| format!("/{}", p.ip())),
+        client_host: client_host.clone(),
     };
     let body = &mut frame;
     Ok(match key {

@@ -40,6 +40,7 @@ pub async fn serve(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let peer = stream.peer_addr().ok();
+    let client_host = api::client_host(peer);
     let _ = stream.set_nodelay(true);
     let (mut reader, mut writer) = stream.split();
     let max_frame = broker.config.socket_request_max_bytes as usize;
@@ -63,7 +64,7 @@ pub async fn serve(
                 }
             };
             let is_fetch = frame.get(..2) == Some(&FETCH_KEY[..]);
-            match api::dispatch(&broker, frame, peer) {
+            match api::dispatch(&broker, frame, &client_host) {
                 Ok(reply) => {
                     fetches += usize::from(is_fetch);
                     in_flight.push_back(tag(is_fetch, reply));
