@@ -4,6 +4,7 @@
 //! released once those records are durable; a shard is rebuilt on start-up
 //! by replaying its partition.
 
+pub mod codec;
 pub mod group;
 pub mod txn;
 

@@ -292,10 +292,7 @@ pub fn decode_marker(batch: &[u8]) -> Result<Marker, ControlError> {
 mod tests {
     use super::*;
     use bytes::Bytes;
-    use kafka_protocol::records::{
-        Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions,
-        TimestampType,
-    };
+    use kafka_protocol::records::{Compression, Record, RecordBatchDecoder, TimestampType};
     use proptest::prelude::*;
 
     const TS: i64 = 1_700_000_000_123;
@@ -349,18 +346,9 @@ mod tests {
         }
     }
 
+    /// kafka-protocol's own encoding of a batch.
     fn crate_encode(records: &[Record], compression: Compression) -> Vec<u8> {
-        let mut buf = Vec::new();
-        RecordBatchEncoder::encode(
-            &mut buf,
-            records,
-            &RecordEncodeOptions {
-                version: 2,
-                compression,
-            },
-        )
-        .unwrap();
-        buf
+        crate::coordinator::codec::tests::raw_batch(records, compression).to_vec()
     }
 
     #[test]

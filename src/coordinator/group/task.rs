@@ -9,11 +9,11 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::sync::{mpsc, watch};
 
-use super::records::{decode_records, encode_batch};
 use super::shard::{GroupShard, Outcome, Record};
 use super::Op;
 use crate::api::Code;
 use crate::config::GroupConfig;
+use crate::coordinator::codec::{decode_records, encode_batch};
 use crate::coordinator::Clock;
 use crate::log::batch::BatchIter;
 use crate::log::{LogManager, PartitionLog};

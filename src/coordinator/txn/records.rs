@@ -33,7 +33,7 @@
 //! every decoder is total over arbitrary bytes: malformed input is an error,
 //! never a panic. Trailing bytes after a record's last field are ignored.
 
-use crate::coordinator::group::records::{check_version, Reader, RecordError, Writer};
+use crate::coordinator::codec::{check_version, Reader, RecordError, Writer};
 
 /// The only `TransactionLogKey` version (record type).
 pub const TXN_KEY_VERSION: i16 = 0;
@@ -75,7 +75,7 @@ pub struct TxnKey {
 
 impl TxnKey {
     /// Version 0. A transactional id longer than
-    /// [`crate::coordinator::group::records::MAX_STRING_BYTES`] is cut at a
+    /// [`crate::coordinator::codec::MAX_STRING_BYTES`] is cut at a
     /// character boundary (Kafka refuses to write it; reject it before).
     pub fn encode(&self) -> Vec<u8> {
         let mut w = Writer::new(false);
@@ -205,7 +205,7 @@ pub struct TxnValue {
 
 impl TxnValue {
     /// Version 1, as Kafka 4.x writes it. Topic names longer than
-    /// [`crate::coordinator::group::records::MAX_STRING_BYTES`] are cut at a
+    /// [`crate::coordinator::codec::MAX_STRING_BYTES`] are cut at a
     /// character boundary; [`TxnValue::encode_version`] refuses them instead.
     pub fn encode(&self) -> Vec<u8> {
         let mut w = Writer::new(false);
@@ -375,7 +375,7 @@ fn sized<const N: usize>(data: &[u8], field: &'static str) -> Result<[u8; N]> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::coordinator::group::records::MAX_STRING_BYTES;
+    use crate::coordinator::codec::MAX_STRING_BYTES;
     use proptest::prelude::*;
 
     fn value(status: TxnStatus) -> TxnValue {
