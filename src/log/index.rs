@@ -43,17 +43,19 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
-/// Largest entry size of any index kind; sizes the stack buffer for writes.
-const MAX_ENTRY_SIZE: usize = 12;
+/// Largest entry size of any index kind (the transaction index's 34);
+/// sizes the stack buffer for writes.
+pub(super) const MAX_ENTRY_SIZE: usize = 34;
 
-/// A fixed-size on-disk index entry.
-trait Entry: Copy {
+/// A fixed-size on-disk index entry (offset, time and transaction indexes).
+pub(super) trait Entry: Copy {
     /// Encoded size in bytes (<= `MAX_ENTRY_SIZE`).
     const SIZE: usize;
     /// Encodes into `buf[..SIZE]`.
     fn encode(&self, buf: &mut [u8; MAX_ENTRY_SIZE]);
-    /// Decodes from a slice of exactly `SIZE` bytes.
-    fn decode(bytes: &[u8]) -> Self;
+    /// Decodes from a slice of exactly `SIZE` bytes; `None` if the bytes are
+    /// not a valid entry.
+    fn decode(bytes: &[u8]) -> Option<Self>;
     /// Whether `self` may directly follow `prev` (the ordering invariant).
     fn follows(&self, prev: &Self) -> bool;
 }
@@ -73,11 +75,11 @@ impl Entry for OffsetEntry {
         buf[4..8].copy_from_slice(&self.pos.to_be_bytes());
     }
 
-    fn decode(bytes: &[u8]) -> Self {
-        OffsetEntry {
+    fn decode(bytes: &[u8]) -> Option<Self> {
+        Some(OffsetEntry {
             rel: u32::from_be_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]),
             pos: u32::from_be_bytes([bytes[4], bytes[5], bytes[6], bytes[7]]),
-        }
+        })
     }
 
     fn follows(&self, prev: &Self) -> bool {
@@ -100,13 +102,13 @@ impl Entry for TimeEntry {
         buf[8..12].copy_from_slice(&self.rel.to_be_bytes());
     }
 
-    fn decode(bytes: &[u8]) -> Self {
+    fn decode(bytes: &[u8]) -> Option<Self> {
         let mut ts = [0u8; 8];
         ts.copy_from_slice(&bytes[0..8]);
-        TimeEntry {
+        Some(TimeEntry {
             ts: i64::from_be_bytes(ts),
             rel: u32::from_be_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]),
-        }
+        })
     }
 
     fn follows(&self, prev: &Self) -> bool {
@@ -114,18 +116,24 @@ impl Entry for TimeEntry {
     }
 }
 
-/// Shared file + in-memory entry storage for both index kinds.
+/// Shared file + in-memory entry storage for every index kind.
 #[derive(Debug)]
-struct IndexFile<E: Entry> {
-    path: PathBuf,
+pub(super) struct IndexFile<E: Entry> {
+    pub(super) path: PathBuf,
     /// Opened read + append (+ create); every write lands at the end.
     file: File,
-    entries: Vec<E>,
-    dropped_on_open: usize,
+    pub(super) entries: Vec<E>,
+    pub(super) dropped_on_open: usize,
 }
 
 impl<E: Entry> IndexFile<E> {
-    fn open(path: &Path) -> io::Result<Self> {
+    pub(super) fn open(path: &Path) -> io::Result<Self> {
+        Self::open_where(path, |_| true)
+    }
+
+    /// Opens keeping the longest prefix of valid entries that keep the
+    /// ordering invariant and whose first entry passes `first_ok`.
+    pub(super) fn open_where(path: &Path, first_ok: impl Fn(&E) -> bool) -> io::Result<Self> {
         let mut file = OpenOptions::new()
             .read(true)
             .append(true)
@@ -136,11 +144,13 @@ impl<E: Entry> IndexFile<E> {
 
         let mut entries: Vec<E> = Vec::with_capacity(bytes.len() / E::SIZE);
         for chunk in bytes.chunks_exact(E::SIZE) {
-            let entry = E::decode(chunk);
-            if let Some(prev) = entries.last() {
-                if !entry.follows(prev) {
-                    break;
-                }
+            let Some(entry) = E::decode(chunk) else { break };
+            let in_order = match entries.last() {
+                Some(prev) => entry.follows(prev),
+                None => first_ok(&entry),
+            };
+            if !in_order {
+                break;
             }
             entries.push(entry);
         }
@@ -161,7 +171,7 @@ impl<E: Entry> IndexFile<E> {
     /// Writes `entry` with a single write call, then records it in memory.
     /// On a failed write the file is truncated back (best effort) and the
     /// entry is not recorded.
-    fn push(&mut self, entry: E) -> io::Result<()> {
+    pub(super) fn push(&mut self, entry: E) -> io::Result<()> {
         let mut buf = [0u8; MAX_ENTRY_SIZE];
         entry.encode(&mut buf);
         if let Err(e) = self.file.write_all(&buf[..E::SIZE]) {
@@ -178,7 +188,7 @@ impl<E: Entry> IndexFile<E> {
 
     /// Keeps only the first `keep` entries (file first, so an error leaves
     /// memory and file unchanged-or-repairable).
-    fn truncate_to(&mut self, keep: usize) -> io::Result<()> {
+    pub(super) fn truncate_to(&mut self, keep: usize) -> io::Result<()> {
         if keep >= self.entries.len() {
             return Ok(());
         }
@@ -187,13 +197,13 @@ impl<E: Entry> IndexFile<E> {
         Ok(())
     }
 
-    fn clear(&mut self) -> io::Result<()> {
+    pub(super) fn clear(&mut self) -> io::Result<()> {
         self.file.set_len(0)?;
         self.entries.clear();
         Ok(())
     }
 
-    fn sync(&self) -> io::Result<()> {
+    pub(super) fn sync(&self) -> io::Result<()> {
         self.file.sync_data()
     }
 }

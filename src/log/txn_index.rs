@@ -28,9 +28,11 @@
 //! the in-memory entries equal the file's, unless an error happened and the
 //! best-effort repair failed too; the next `open` then sanity-checks again.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Write};
-use std::path::{Path, PathBuf};
+use std::fs;
+use std::io;
+use std::path::Path;
+
+use super::index::{Entry, IndexFile, MAX_ENTRY_SIZE};
 
 /// Size of one encoded entry.
 pub const ENTRY_SIZE: usize = 34;
@@ -48,18 +50,18 @@ pub struct AbortedTxn {
     pub last_stable_offset: i64,
 }
 
-impl AbortedTxn {
-    fn encode(&self) -> [u8; ENTRY_SIZE] {
-        let mut buf = [0u8; ENTRY_SIZE];
+impl Entry for AbortedTxn {
+    const SIZE: usize = ENTRY_SIZE;
+
+    fn encode(&self, buf: &mut [u8; MAX_ENTRY_SIZE]) {
         buf[0..2].copy_from_slice(&CURRENT_VERSION.to_be_bytes());
         buf[2..10].copy_from_slice(&self.producer_id.to_be_bytes());
         buf[10..18].copy_from_slice(&self.first_offset.to_be_bytes());
         buf[18..26].copy_from_slice(&self.last_offset.to_be_bytes());
         buf[26..34].copy_from_slice(&self.last_stable_offset.to_be_bytes());
-        buf
     }
 
-    /// Decodes exactly `ENTRY_SIZE` bytes; None for an unknown version.
+    /// `None` for an unknown version.
     fn decode(bytes: &[u8]) -> Option<AbortedTxn> {
         let i64_at = |at: usize| {
             let mut b = [0u8; 8];
@@ -76,17 +78,17 @@ impl AbortedTxn {
             last_stable_offset: i64_at(26),
         })
     }
+
+    fn follows(&self, prev: &Self) -> bool {
+        self.last_offset > prev.last_offset
+    }
 }
 
 /// The aborted-transaction index of one segment (`<base>.txnindex`).
 #[derive(Debug)]
 pub struct TxnIndex {
     base_offset: i64,
-    path: PathBuf,
-    /// Opened read + append (+ create); every write lands at the end.
-    file: File,
-    entries: Vec<AbortedTxn>,
-    dropped_on_open: usize,
+    inner: IndexFile<AbortedTxn>,
 }
 
 impl TxnIndex {
@@ -95,32 +97,9 @@ impl TxnIndex {
     /// below `base_offset`) and the file truncated to it; `dropped_on_open()`
     /// reports how many entries were dropped.
     pub fn open(path: &Path, base_offset: i64) -> io::Result<TxnIndex> {
-        let mut file = OpenOptions::new()
-            .read(true)
-            .append(true)
-            .create(true)
-            .open(path)?;
-        let mut bytes = Vec::new();
-        file.read_to_end(&mut bytes)?;
-
-        let mut entries: Vec<AbortedTxn> = Vec::with_capacity(bytes.len() / ENTRY_SIZE);
-        for chunk in bytes.chunks_exact(ENTRY_SIZE) {
-            match AbortedTxn::decode(chunk) {
-                Some(txn) if follows(base_offset, entries.last(), &txn) => entries.push(txn),
-                _ => break,
-            }
-        }
-        let dropped = bytes.len().div_ceil(ENTRY_SIZE) - entries.len();
-        let valid_len = (entries.len() * ENTRY_SIZE) as u64;
-        if valid_len != bytes.len() as u64 {
-            file.set_len(valid_len)?;
-        }
         Ok(TxnIndex {
             base_offset,
-            path: path.to_path_buf(),
-            file,
-            entries,
-            dropped_on_open: dropped,
+            inner: IndexFile::open_where(path, |t: &AbortedTxn| t.last_offset >= base_offset)?,
         })
     }
 
@@ -133,7 +112,11 @@ impl TxnIndex {
     /// base offset. On a failed write the file is truncated back (best
     /// effort) and the entry is not recorded.
     pub fn append(&mut self, txn: AbortedTxn) -> io::Result<()> {
-        if !follows(self.base_offset, self.entries.last(), &txn) {
+        let in_order = match self.inner.entries.last() {
+            Some(prev) => txn.follows(prev),
+            None => txn.last_offset >= self.base_offset,
+        };
+        if !in_order {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 format!(
@@ -142,16 +125,11 @@ impl TxnIndex {
                     txn.last_offset,
                     self.last_offset(),
                     self.base_offset,
-                    self.path.display()
+                    self.inner.path.display()
                 ),
             ));
         }
-        if let Err(e) = self.file.write_all(&txn.encode()) {
-            let _ = self.file.set_len(self.byte_len());
-            return Err(e);
-        }
-        self.entries.push(txn);
-        Ok(())
+        self.inner.push(txn)
     }
 
     /// Aborted transactions overlapping the fetch range
@@ -163,7 +141,7 @@ impl TxnIndex {
     /// `collectAbortedTxns` does.
     pub fn collect_aborted(&self, fetch_offset: i64, upper_bound: i64) -> (Vec<AbortedTxn>, bool) {
         let mut out = Vec::new();
-        for txn in &self.entries {
+        for txn in &self.inner.entries {
             if txn.last_offset >= fetch_offset && txn.first_offset < upper_bound {
                 out.push(*txn);
             }
@@ -177,63 +155,53 @@ impl TxnIndex {
     /// Removes entries with `last_offset >= offset` (the file is truncated
     /// first, so an error leaves memory and file unchanged-or-repairable).
     pub fn truncate_from_offset(&mut self, offset: i64) -> io::Result<()> {
-        let keep = self.entries.partition_point(|t| t.last_offset < offset);
-        if keep < self.entries.len() {
-            self.file.set_len((keep * ENTRY_SIZE) as u64)?;
-            self.entries.truncate(keep);
-        }
-        Ok(())
+        let keep = self
+            .inner
+            .entries
+            .partition_point(|t| t.last_offset < offset);
+        self.inner.truncate_to(keep)
     }
 
     /// All entries, in order.
     pub fn all(&self) -> &[AbortedTxn] {
-        &self.entries
+        &self.inner.entries
     }
 
     pub fn last_offset(&self) -> Option<i64> {
-        self.entries.last().map(|t| t.last_offset)
+        self.inner.entries.last().map(|t| t.last_offset)
     }
 
     pub fn len(&self) -> usize {
-        self.entries.len()
+        self.inner.entries.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.inner.entries.is_empty()
     }
 
     /// Entries dropped by the sanity check in `open` (0 if the file was valid).
     pub fn dropped_on_open(&self) -> usize {
-        self.dropped_on_open
+        self.inner.dropped_on_open
     }
 
     /// fsync of the file's data (`sync_data`).
     pub fn sync(&self) -> io::Result<()> {
-        self.file.sync_data()
+        self.inner.sync()
     }
 
     pub fn path(&self) -> &Path {
-        &self.path
+        &self.inner.path
     }
 
     /// Closes and removes the file; a file already gone is not an error.
     pub fn delete(self) -> io::Result<()> {
-        let TxnIndex { path, file, .. } = self;
-        drop(file);
+        let path = self.inner.path.clone();
+        drop(self);
         match fs::remove_file(&path) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
             _ => Ok(()),
         }
     }
-
-    fn byte_len(&self) -> u64 {
-        (self.entries.len() * ENTRY_SIZE) as u64
-    }
-}
-
-/// Whether `txn` may follow `prev` in an index with this base offset.
-fn follows(base_offset: i64, prev: Option<&AbortedTxn>, txn: &AbortedTxn) -> bool {
-    txn.last_offset >= base_offset && prev.is_none_or(|p| txn.last_offset > p.last_offset)
 }
 
 #[cfg(test)]
@@ -241,6 +209,12 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
     use tempfile::TempDir;
+
+    fn entry_bytes(t: &AbortedTxn) -> Vec<u8> {
+        let mut buf = [0u8; MAX_ENTRY_SIZE];
+        t.encode(&mut buf);
+        buf[..ENTRY_SIZE].to_vec()
+    }
 
     fn file_len(path: &Path) -> u64 {
         fs::metadata(path).unwrap().len()
@@ -348,7 +322,7 @@ mod tests {
     fn invalid_entries_keep_valid_prefix() {
         let dir = TempDir::new().unwrap();
         let path = dir.path().join("a.txnindex");
-        let encode = |ts: &[AbortedTxn]| ts.iter().flat_map(|t| t.encode()).collect::<Vec<u8>>();
+        let encode = |ts: &[AbortedTxn]| ts.iter().flat_map(entry_bytes).collect::<Vec<u8>>();
 
         // non-increasing last offset
         let ts = [
