@@ -226,11 +226,9 @@ impl GroupShard {
                 }
                 Some(v) => match OffsetValue::decode(v) {
                     Ok(v) => {
-                        let g = self
-                            .groups
-                            .entry(group.clone())
-                            .or_insert_with(|| ClassicGroup::new(group, now));
-                        g.offsets.insert((topic, partition), v);
+                        self.group_or_new(group, now)
+                            .offsets
+                            .insert((topic, partition), v);
                     }
                     Err(e) => tracing::warn!(%group, "skipping unreadable offset record: {e}"),
                 },
@@ -240,17 +238,17 @@ impl GroupShard {
                     self.groups.remove(&group);
                 }
                 Some(v) => match super::records::GroupValue::decode(v) {
-                    Ok(v) => {
-                        let g = self
-                            .groups
-                            .entry(group.clone())
-                            .or_insert_with(|| ClassicGroup::new(group, now));
-                        g.load(v, now);
-                    }
+                    Ok(v) => self.group_or_new(group, now).load(v, now),
                     Err(e) => tracing::warn!(%group, "skipping unreadable group record: {e}"),
                 },
             },
         }
+    }
+
+    fn group_or_new(&mut self, id: String, now: i64) -> &mut ClassicGroup {
+        self.groups
+            .entry(id)
+            .or_insert_with_key(|id| ClassicGroup::new(id.clone(), now))
     }
 
     /// Every live record, for rewriting the partition compactly.
@@ -287,19 +285,13 @@ impl GroupShard {
             return out.reply(req.reply, join_error(code, &req.member_id));
         }
         let unknown = req.member_id.is_empty();
-        if !self.groups.contains_key(&req.group_id) {
-            if !unknown {
-                let code = Code::UnknownMemberId.code();
-                return out.reply(req.reply, join_error(code, &req.member_id));
-            }
-            self.groups.insert(
-                req.group_id.clone(),
-                ClassicGroup::new(req.group_id.clone(), now),
-            );
+        if !unknown && !self.groups.contains_key(&req.group_id) {
+            let code = Code::UnknownMemberId.code();
+            return out.reply(req.reply, join_error(code, &req.member_id));
         }
         let max_size = cfg.max_size;
         let initial_delay = cfg.initial_rebalance_delay_ms as i64;
-        let group = self.groups.get_mut(&req.group_id).expect("just ensured");
+        let group = self.group_or_new(req.group_id.clone(), now);
         if group.is(Dead) {
             let code = Code::CoordinatorNotAvailable.code();
             return out.reply(req.reply, join_error(code, &req.member_id));
@@ -489,22 +481,19 @@ impl GroupShard {
         if req.group_id.is_empty() {
             return all(Code::InvalidGroupId.code());
         }
-        if !self.groups.contains_key(&req.group_id) {
-            if req.generation >= 0 {
-                // OffsetCommit v9 names the real problem.
-                return all(if req.api_version >= 9 {
-                    Code::GroupIdNotFound.code()
-                } else {
-                    Code::IllegalGeneration.code()
-                });
-            }
-            // A group that uses Kafka only to store offsets (assign()).
-            self.groups.insert(
-                req.group_id.clone(),
-                ClassicGroup::new(req.group_id.clone(), now),
-            );
+        if req.generation >= 0 && !self.groups.contains_key(&req.group_id) {
+            // A generation for a group we do not know; v9 names the real
+            // problem.
+            return all(if req.api_version >= 9 {
+                Code::GroupIdNotFound.code()
+            } else {
+                Code::IllegalGeneration.code()
+            });
         }
-        let group = self.groups.get_mut(&req.group_id).expect("just ensured");
+        let max_metadata = self.config.offset_metadata_max_bytes as usize;
+        // Absent only for a group that uses Kafka just to store offsets
+        // (assign()): it is created empty.
+        let group = self.group_or_new(req.group_id.clone(), now);
         let instance = req.group_instance_id.as_deref();
         let check = if group.is(Dead) {
             Err(Code::CoordinatorNotAvailable.code())
@@ -526,7 +515,6 @@ impl GroupShard {
         if let Err(code) = check {
             return all(code);
         }
-        let max_metadata = self.config.offset_metadata_max_bytes as usize;
         let expire = (req.retention_ms >= 0).then(|| now.saturating_add(req.retention_ms));
         let mut errors = Vec::with_capacity(req.partitions.len());
         for p in req.partitions {
