@@ -321,19 +321,54 @@ impl Writer {
 // Batches
 // ---------------------------------------------------------------------------
 
+/// Who a coordinator batch is written for: nobody (producer id -1), or a
+/// producer's transaction (transactional offset commits).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BatchProducer {
+    pub producer_id: i64,
+    pub producer_epoch: i16,
+    pub transactional: bool,
+}
+
+impl BatchProducer {
+    pub const NONE: BatchProducer = BatchProducer {
+        producer_id: -1,
+        producer_epoch: -1,
+        transactional: false,
+    };
+
+    pub fn transactional(producer_id: i64, producer_epoch: i16) -> BatchProducer {
+        BatchProducer {
+            producer_id,
+            producer_epoch,
+            transactional: true,
+        }
+    }
+}
+
 /// One uncompressed v2 batch (magic 2, producer id -1, base offset 0, all
 /// records with the given timestamp). Empty input gives empty bytes.
 pub fn encode_batch(records: &[(Vec<u8>, Option<Vec<u8>>)], timestamp_ms: i64) -> Bytes {
+    encode_batch_as(records, timestamp_ms, BatchProducer::NONE)
+}
+
+/// [`encode_batch`] for `producer`: its id and epoch in the header, no
+/// sequence, and the transactional bit when it is a transaction's.
+pub fn encode_batch_as(
+    records: &[(Vec<u8>, Option<Vec<u8>>)],
+    timestamp_ms: i64,
+    producer: BatchProducer,
+) -> Bytes {
     let records: Vec<Record> = records
         .iter()
         .enumerate()
         .map(|(i, (key, value))| Record {
-            transactional: false,
+            transactional: producer.transactional,
             control: false,
             delete_horizon: false,
             partition_leader_epoch: -1,
-            producer_id: -1,
-            producer_epoch: -1,
+            producer_id: producer.producer_id,
+            producer_epoch: producer.producer_epoch,
             timestamp_type: TimestampType::Creation,
             offset: i as i64,
             // The encoder groups records whose offset - sequence is constant

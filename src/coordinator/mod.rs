@@ -6,6 +6,7 @@
 
 pub mod codec;
 pub mod group;
+pub mod runtime;
 pub mod txn;
 
 use std::sync::atomic::{AtomicI64, Ordering};

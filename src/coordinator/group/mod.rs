@@ -14,17 +14,13 @@ mod tests;
 
 use std::sync::Arc;
 
-use indexmap::IndexMap;
 use kafka_protocol::messages::SyncGroupResponse;
-use parking_lot::Mutex;
-use tokio::sync::{mpsc, oneshot, watch, OnceCell};
-use tokio::task::JoinHandle;
+use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::api::Code;
 use crate::broker::Broker;
 use crate::config::GroupConfig;
+use crate::coordinator::runtime::{self, InternalTopic, Shards};
 use crate::coordinator::{partition_for, Clock};
-use crate::metadata::MetadataError;
 use shard::{GroupShard, Outcome};
 
 /// The internal topic holding group metadata and committed offsets.
@@ -34,13 +30,12 @@ pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
 pub type SyncReply = oneshot::Sender<SyncGroupResponse>;
 
 /// One operation on a shard, applied by its owner task in arrival order.
-pub type Op = Box<dyn FnOnce(&mut GroupShard, i64, &mut Outcome) + Send>;
+pub type Op = runtime::Op<GroupShard>;
 
 pub struct GroupCoordinator {
     config: GroupConfig,
     clock: Arc<dyn Clock>,
-    shards: OnceCell<Vec<mpsc::UnboundedSender<Op>>>,
-    tasks: Mutex<Vec<JoinHandle<()>>>,
+    shards: Shards<GroupShard>,
     shutdown: watch::Receiver<bool>,
 }
 
@@ -53,8 +48,7 @@ impl GroupCoordinator {
         GroupCoordinator {
             config,
             clock,
-            shards: OnceCell::new(),
-            tasks: Mutex::new(Vec::new()),
+            shards: Shards::default(),
             shutdown,
         }
     }
@@ -70,78 +64,29 @@ impl GroupCoordinator {
 
     /// Stops the shard tasks (broker shutdown).
     pub fn stop(&self) {
-        for t in self.tasks.lock().drain(..) {
-            t.abort();
-        }
+        self.shards.stop();
     }
 
     /// The shard senders, creating the topic and starting the tasks on first
     /// use.
     async fn shards(&self, broker: &Arc<Broker>) -> Result<&[mpsc::UnboundedSender<Op>], i16> {
-        self.shards
-            .get_or_try_init(|| self.start(broker))
-            .await
-            .map(Vec::as_slice)
-    }
-
-    async fn start(&self, broker: &Arc<Broker>) -> Result<Vec<mpsc::UnboundedSender<Op>>, i16> {
-        let info = match broker.metadata.image().topic(OFFSETS_TOPIC) {
-            Some(info) => info.clone(),
-            None => {
-                let mut overrides = IndexMap::new();
-                overrides.insert("cleanup.policy".to_owned(), "compact".to_owned());
-                overrides.insert(
-                    "segment.bytes".to_owned(),
-                    self.config.offsets_topic_segment_bytes.to_string(),
-                );
-                let b = broker.clone();
-                let n = self.config.offsets_topic_num_partitions;
-                let created = tokio::task::spawn_blocking(move || {
-                    b.create_topic(OFFSETS_TOPIC, n, overrides)
-                })
-                .await
-                .map_err(|_| Code::CoordinatorNotAvailable.code())?;
-                match created {
-                    Ok(info) => info,
-                    Err(MetadataError::TopicExists(_)) => broker
-                        .metadata
-                        .image()
-                        .topic(OFFSETS_TOPIC)
-                        .cloned()
-                        .ok_or(Code::CoordinatorNotAvailable.code())?,
-                    Err(e) => {
-                        tracing::error!("creating {OFFSETS_TOPIC}: {e}");
-                        return Err(Code::CoordinatorNotAvailable.code());
-                    }
-                }
-            }
+        let topic = InternalTopic {
+            name: OFFSETS_TOPIC,
+            partitions: self.config.offsets_topic_num_partitions,
+            segment_bytes: self.config.offsets_topic_segment_bytes as i64,
         };
-        // Every partition's log first, so a failure starts no task at all (a
-        // retry must not find half the shards already running).
-        let logs = (0..info.partitions)
-            .map(|p| {
-                broker.logs.get(&info.id, p).ok_or_else(|| {
-                    tracing::error!("{OFFSETS_TOPIC}-{p} has no log");
-                    Code::CoordinatorNotAvailable.code()
-                })
+        self.shards
+            .get_or_start(broker, &topic, |p, log, rx| {
+                let t = task::ShardTask {
+                    shard: GroupShard::new(p, self.config.clone()),
+                    log,
+                    logs: broker.logs.clone(),
+                    clock: self.clock.clone(),
+                    config: self.config.clone(),
+                };
+                tokio::spawn(t.run(rx, self.shutdown.clone()))
             })
-            .collect::<Result<Vec<_>, i16>>()?;
-        let mut senders = Vec::with_capacity(logs.len());
-        let mut tasks = self.tasks.lock();
-        for (p, log) in (0..).zip(logs) {
-            let (tx, rx) = mpsc::unbounded_channel();
-            let t = task::ShardTask {
-                shard: GroupShard::new(p, self.config.clone()),
-                log,
-                logs: broker.logs.clone(),
-                clock: self.clock.clone(),
-                config: self.config.clone(),
-            };
-            tasks.push(tokio::spawn(t.run(rx, self.shutdown.clone())));
-            senders.push(tx);
-        }
-        tracing::info!(partitions = info.partitions, "group coordinator started");
-        Ok(senders)
+            .await
     }
 
     /// The shard owning `group_id` once the coordinator runs.
@@ -154,7 +99,7 @@ impl GroupCoordinator {
     /// until `__consumer_offsets` exists (it is started at broker start when
     /// the topic exists, and creating the topic starts it).
     pub fn running_shards(&self) -> Option<usize> {
-        self.shards.get().map(Vec::len)
+        self.shards.running()
     }
 
     /// Runs `f` on the shard owning `group_id` and returns its result once
@@ -176,21 +121,33 @@ impl GroupCoordinator {
         let shards = self.shards(broker).await?;
         let sender = shards
             .get(shard)
-            .ok_or(Code::CoordinatorNotAvailable.code())?;
-        let (tx, rx) = oneshot::channel::<Result<T, i16>>();
-        let op: Op = Box::new(move |shard, now, out| {
-            let value = f(shard, now, out);
-            out.replies.push(Box::new(move |err| {
-                let _ = tx.send(match err {
-                    None => Ok(value),
-                    Some(code) => Err(code),
-                });
-            }));
-        });
-        sender
-            .send(op)
-            .map_err(|_| Code::CoordinatorNotAvailable.code())?;
-        rx.await
-            .unwrap_or(Err(Code::CoordinatorNotAvailable.code()))
+            .ok_or(crate::api::Code::CoordinatorNotAvailable.code())?;
+        runtime::call_shard(sender, f).await
+    }
+}
+
+impl GroupCoordinator {
+    /// Completes a producer's transactional offset commits in the shard of
+    /// `offsets_partition`: COMMIT makes them the group's committed offsets,
+    /// ABORT drops them; the marker is written to the partition either way.
+    pub async fn complete_txn(
+        &self,
+        broker: &Arc<Broker>,
+        offsets_partition: i32,
+        producer_id: i64,
+        producer_epoch: i16,
+        coordinator_epoch: i32,
+        commit: bool,
+    ) -> Result<(), i16> {
+        // TXN-GROUP: implemented by the group-side change.
+        let _ = (
+            broker,
+            offsets_partition,
+            producer_id,
+            producer_epoch,
+            coordinator_epoch,
+            commit,
+        );
+        Err(crate::api::Code::CoordinatorNotAvailable.code())
     }
 }

@@ -23,26 +23,7 @@ use crate::config::GroupConfig;
 /// has not completed (`GroupCoordinator.NewMemberJoinTimeoutMs`).
 pub const NEW_MEMBER_JOIN_TIMEOUT_MS: i64 = 300_000;
 
-/// A reply waiting for the outcome's records: called with `None` once they
-/// are durable, or with the error code to answer instead.
-pub type Reply = Box<dyn FnOnce(Option<i16>) + Send>;
-
-/// (key, value) records for `__consumer_offsets`; `None` is a tombstone.
-pub type Record = (Vec<u8>, Option<Vec<u8>>);
-
-#[derive(Default)]
-pub struct Outcome {
-    pub records: Vec<Record>,
-    pub replies: Vec<Reply>,
-}
-
-impl Outcome {
-    fn reply<T: Send + 'static>(&mut self, tx: oneshot::Sender<T>, value: T) {
-        self.replies.push(Box::new(move |_| {
-            let _ = tx.send(value);
-        }));
-    }
-}
+pub use crate::coordinator::runtime::{Outcome, Record, Reply};
 
 pub struct JoinRequest {
     pub group_id: String,

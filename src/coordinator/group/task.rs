@@ -6,23 +6,18 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use tokio::sync::{mpsc, watch};
 
 use super::shard::{GroupShard, Outcome, Record};
 use super::Op;
 use crate::api::Code;
 use crate::config::GroupConfig;
-use crate::coordinator::codec::{decode_records, encode_batch};
+use crate::coordinator::runtime::{self, Replayed};
 use crate::coordinator::Clock;
-use crate::log::batch::BatchIter;
 use crate::log::{LogManager, PartitionLog};
 
 /// Operations applied before their records are written together.
 const MAX_OPS_PER_WRITE: usize = 256;
-/// Records per batch (keeps batches well under `max.message.bytes`).
-const MAX_RECORDS_PER_BATCH: usize = 2_000;
-const MAX_BATCH_BYTES: usize = 512 * 1024;
 /// Rewrite the partition compactly once it holds this many times more
 /// records than are live (and at least `COMPACT_MIN_RECORDS`).
 const COMPACT_RATIO: i64 = 4;
@@ -123,8 +118,14 @@ impl ShardTask {
     /// `false`: the shard could not be rebuilt after a failed write and the
     /// task must stop.
     async fn finish(&mut self, out: Outcome) -> bool {
-        let Outcome { records, replies } = out;
-        let (error, healthy) = match self.write(&records).await {
+        let Outcome {
+            records,
+            txn_writes,
+            replies,
+        } = out;
+        let now = self.clock.now_ms();
+        let written = runtime::write_outcome(&self.log, &self.logs, now, &records, &txn_writes);
+        let (error, healthy) = match written.await {
             Ok(()) => (None, true),
             Err(e) => {
                 tracing::error!(
@@ -161,54 +162,20 @@ impl ShardTask {
     }
 
     async fn write(&self, records: &[Record]) -> anyhow::Result<()> {
-        if records.is_empty() {
-            return Ok(());
-        }
-        let mut needs_flush = false;
-        for chunk in chunks(records) {
-            let now = self.clock.now_ms();
-            let batch = encode_batch(chunk, now);
-            let appended = self.log.append_as_leader(&batch, now)?;
-            needs_flush |= appended.needs_flush;
-            if appended.rolled && !appended.needs_flush {
-                self.logs.flush_in_background(self.log.clone());
-            }
-        }
-        if needs_flush {
-            self.logs.flush(self.log.clone()).await?;
-        }
-        Ok(())
+        let now = self.clock.now_ms();
+        runtime::write_outcome(&self.log, &self.logs, now, records, &[]).await
     }
 
     /// Rebuilds the shard from its partition.
     fn reload(&mut self) -> anyhow::Result<()> {
         let now = self.clock.now_ms();
         let mut shard = GroupShard::new(self.log.partition, self.config.clone());
-        let mut offset = self.log.log_start_offset();
-        let mut records = 0usize;
-        loop {
-            let read = self.log.read(offset, 4 * 1024 * 1024)?;
-            if read.records.is_empty() {
-                break;
+        let records = runtime::replay(&self.log, |entry| {
+            // TXN-GROUP: transactional records and markers.
+            if let Replayed::Record { key, value, .. } = entry {
+                shard.replay(&key, value.as_deref(), now);
             }
-            let next = BatchIter::new(&read.records)
-                .last()
-                .map(|(_, h)| h.last_offset() + 1);
-            let Some(next) = next.filter(|n| *n > offset) else {
-                break;
-            };
-            let mut buf: Bytes = read.records;
-            for (rec_offset, key, value) in decode_records(&mut buf)? {
-                if rec_offset < offset {
-                    continue;
-                }
-                if let Some(key) = key {
-                    shard.replay(&key, value.as_deref(), now);
-                    records += 1;
-                }
-            }
-            offset = next;
-        }
+        })?;
         tracing::debug!(
             partition = self.log.partition,
             records,
@@ -260,67 +227,9 @@ fn worth_compacting(total: i64, live: i64) -> bool {
     total >= COMPACT_MIN_RECORDS && total >= COMPACT_RATIO * live.max(1)
 }
 
-/// Splits records into batches bounded by count and bytes.
-fn chunks(records: &[Record]) -> impl Iterator<Item = &[Record]> {
-    let mut rest = records;
-    std::iter::from_fn(move || {
-        if rest.is_empty() {
-            return None;
-        }
-        let mut bytes = 0;
-        let mut n = 0;
-        while n < rest.len() && n < MAX_RECORDS_PER_BATCH {
-            let (k, v) = &rest[n];
-            let size = k.len() + v.as_ref().map_or(0, Vec::len) + 32;
-            if n > 0 && bytes + size > MAX_BATCH_BYTES {
-                break;
-            }
-            bytes += size;
-            n += 1;
-        }
-        let (head, tail) = rest.split_at(n);
-        rest = tail;
-        Some(head)
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn records(n: usize, value_len: usize) -> Vec<Record> {
-        (0..n)
-            .map(|i| (i.to_be_bytes().to_vec(), Some(vec![0; value_len])))
-            .collect()
-    }
-
-    fn sizes(records: &[Record]) -> Vec<usize> {
-        chunks(records).map(<[Record]>::len).collect()
-    }
-
-    #[test]
-    fn batches_are_bounded_by_count_on_both_sides() {
-        assert_eq!(
-            sizes(&records(MAX_RECORDS_PER_BATCH, 1)),
-            [MAX_RECORDS_PER_BATCH]
-        );
-        assert_eq!(
-            sizes(&records(MAX_RECORDS_PER_BATCH + 1, 1)),
-            [MAX_RECORDS_PER_BATCH, 1]
-        );
-        assert!(sizes(&[]).is_empty());
-    }
-
-    #[test]
-    fn batches_are_bounded_by_bytes_on_both_sides() {
-        // 8-byte key + value + 32 bytes of overhead per record.
-        let per = MAX_BATCH_BYTES / 4;
-        let value = per - 8 - 32;
-        assert_eq!(sizes(&records(4, value)), [4]);
-        assert_eq!(sizes(&records(4, value + 1)), [3, 1]);
-        // A record larger than the limit still goes out, alone.
-        assert_eq!(sizes(&records(2, MAX_BATCH_BYTES)), [1, 1]);
-    }
 
     #[test]
     fn compaction_needs_a_large_and_mostly_dead_partition() {
