@@ -11,6 +11,7 @@ use tokio::task::JoinHandle;
 
 use crate::config::{BrokerConfig, Endpoint};
 use crate::coordinator::group::GroupCoordinator;
+use crate::coordinator::txn::TxnCoordinator;
 use crate::coordinator::SystemClock;
 use crate::log::LogManager;
 use crate::metadata::{MetadataError, MetadataStore, TopicInfo};
@@ -23,6 +24,7 @@ pub struct Broker {
     /// after binding so `:0` works in tests).
     pub advertised: Endpoint,
     pub groups: GroupCoordinator,
+    pub txns: TxnCoordinator,
 }
 
 impl Broker {
@@ -167,12 +169,18 @@ pub async fn start(config: BrokerConfig) -> anyhow::Result<BrokerHandle> {
         Arc::new(SystemClock),
         shutdown_rx.clone(),
     );
+    let txns = TxnCoordinator::new(
+        config.txn.clone(),
+        Arc::new(SystemClock),
+        shutdown_rx.clone(),
+    );
     let broker = Arc::new(Broker {
         config,
         metadata,
         logs: Arc::new(logs),
         advertised,
         groups,
+        txns,
     });
     if let Err(code) = broker.groups.start_if_present(&broker).await {
         anyhow::bail!("starting the group coordinator failed (error {code})");

@@ -555,6 +555,57 @@ pub(crate) static BROKER_DEFS: &[KeyDef] = &[
         check: Check::Any,
         doc: "The maximum size for a metadata entry associated with an offset commit.",
     },
+    // Transaction coordinator (Kafka's TransactionStateManagerConfig and
+    // TransactionLogConfig).
+    KeyDef {
+        name: "transaction.state.log.num.partitions",
+        ty: ConfigType::Int,
+        default: DefaultValue::Num(50),
+        check: Check::AtLeast(1),
+        doc: "The number of partitions for the transaction topic (should not change after deployment).",
+    },
+    KeyDef {
+        name: "transaction.state.log.segment.bytes",
+        ty: ConfigType::Int,
+        default: DefaultValue::Num(104_857_600),
+        check: Check::AtLeast(1),
+        doc: "The transaction topic segment bytes should be kept relatively small in order to facilitate faster log compaction and cache loads.",
+    },
+    KeyDef {
+        name: "transaction.max.timeout.ms",
+        ty: ConfigType::Int,
+        default: DefaultValue::Num(900_000),
+        check: Check::AtLeast(1),
+        doc: "The maximum allowed timeout for transactions. If a client's requested transaction time exceeds this, the broker returns INVALID_TRANSACTION_TIMEOUT from InitProducerId.",
+    },
+    KeyDef {
+        name: "transactional.id.expiration.ms",
+        ty: ConfigType::Int,
+        default: DefaultValue::Num(604_800_000),
+        check: Check::AtLeast(1),
+        doc: "The time in ms that the transaction coordinator waits without receiving any transaction status updates for the current transaction before expiring its transactional id.",
+    },
+    KeyDef {
+        name: "transaction.abort.timed.out.transaction.cleanup.interval.ms",
+        ty: ConfigType::Int,
+        default: DefaultValue::Num(10_000),
+        check: Check::AtLeast(1),
+        doc: "The interval at which to roll back transactions that have timed out.",
+    },
+    KeyDef {
+        name: "transaction.remove.expired.transaction.cleanup.interval.ms",
+        ty: ConfigType::Int,
+        default: DefaultValue::Num(3_600_000),
+        check: Check::AtLeast(1),
+        doc: "The interval at which to remove transactions that have expired due to transactional.id.expiration.ms passing.",
+    },
+    KeyDef {
+        name: "transaction.partition.verification.enable",
+        ty: ConfigType::Boolean,
+        default: DefaultValue::Bool(true),
+        check: Check::Any,
+        doc: "Enable verification that checks that the partition has been added to the transaction before writing transactional records to the partition.",
+    },
 ];
 
 /// Known Kafka broker keys that load without error but do nothing here yet.

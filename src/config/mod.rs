@@ -260,6 +260,26 @@ pub struct GroupConfig {
     pub offset_metadata_max_bytes: i32,
 }
 
+/// Transaction coordinator settings (Kafka's `TransactionStateManagerConfig`
+/// and `TransactionLogConfig` keys).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TxnConfig {
+    /// `transaction.state.log.num.partitions`.
+    pub state_log_num_partitions: i32,
+    /// `transaction.state.log.segment.bytes`.
+    pub state_log_segment_bytes: i32,
+    /// `transaction.max.timeout.ms`.
+    pub max_timeout_ms: i32,
+    /// `transactional.id.expiration.ms`.
+    pub id_expiration_ms: i64,
+    /// `transaction.abort.timed.out.transaction.cleanup.interval.ms`.
+    pub abort_timed_out_interval_ms: i64,
+    /// `transaction.remove.expired.transaction.cleanup.interval.ms`.
+    pub remove_expired_interval_ms: i64,
+    /// `transaction.partition.verification.enable`.
+    pub partition_verification: bool,
+}
+
 #[derive(Clone, Debug)]
 pub struct BrokerConfig {
     pub node_id: i32,
@@ -278,6 +298,7 @@ pub struct BrokerConfig {
     pub max_connections: i32,
     pub topic_defaults: TopicConfig,
     pub group: GroupConfig,
+    pub txn: TxnConfig,
     pub cluster_id_override: Option<String>,
     /// Everything the sources supplied, known or not, so `set` can re-derive
     /// the whole config from scratch.
@@ -530,6 +551,20 @@ impl BrokerConfig {
                 max_session_timeout_ms: eff.int("group.max.session.timeout.ms")?,
                 max_size: eff.int("group.max.size")?,
                 offset_metadata_max_bytes: eff.int("offset.metadata.max.bytes")?,
+            },
+            txn: TxnConfig {
+                state_log_num_partitions: eff.int("transaction.state.log.num.partitions")?,
+                state_log_segment_bytes: eff.int("transaction.state.log.segment.bytes")?,
+                max_timeout_ms: eff.int("transaction.max.timeout.ms")?,
+                id_expiration_ms: eff.num("transactional.id.expiration.ms"),
+                abort_timed_out_interval_ms: eff
+                    .num("transaction.abort.timed.out.transaction.cleanup.interval.ms"),
+                remove_expired_interval_ms: eff
+                    .num("transaction.remove.expired.transaction.cleanup.interval.ms"),
+                partition_verification: eff
+                    .get("transaction.partition.verification.enable")
+                    .and_then(|v| v.bool())
+                    .unwrap_or(true),
             },
             cluster_id_override,
             explicit,
