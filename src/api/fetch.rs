@@ -1,14 +1,20 @@
-//! Fetch: sessionless (session id 0) reads up to the high watermark, with
-//! long-polling on `max_wait_ms` / `min_bytes` driven by append
-//! notifications, never by polling.
+//! Fetch: sessionless (session id 0) reads up to the high watermark
+//! (READ_UNCOMMITTED) or the last stable offset (READ_COMMITTED, with the
+//! aborted transactions of the returned range), with long-polling on
+//! `max_wait_ms` / `min_bytes` driven by append notifications (markers
+//! included), never by polling. Only data a read may return counts towards
+//! `min_bytes`, so records past the LSO do not end a READ_COMMITTED wait.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
-use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse};
+use kafka_protocol::messages::fetch_response::{
+    AbortedTransaction, FetchableTopicResponse, PartitionData,
+};
+use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse, ProducerId};
 
 use super::{Code, RequestContext, ResponseFuture};
+use crate::log::partition::Isolation;
 use crate::log::{LogError, PartitionLog};
 
 /// One requested partition, resolved once per request.
@@ -68,6 +74,7 @@ pub fn handle(ctx: RequestContext, mut req: FetchRequest) -> ResponseFuture {
         }
         let deadline =
             tokio::time::Instant::now() + Duration::from_millis(req.max_wait_ms.max(0) as u64);
+        let isolation = Isolation::from_wire(req.isolation_level);
         let logs: Vec<Arc<PartitionLog>> = wanted
             .iter()
             .filter_map(|w| w.log.as_ref().ok().cloned())
@@ -82,7 +89,8 @@ pub fn handle(ctx: RequestContext, mut req: FetchRequest) -> ResponseFuture {
             for n in &mut notified {
                 n.as_mut().enable();
             }
-            let (partitions, bytes, any_error) = read_all(&wanted, req.max_bytes, ctx.version);
+            let (partitions, bytes, any_error) =
+                read_all(&wanted, req.max_bytes, ctx.version, isolation);
             let done = bytes >= req.min_bytes.max(1) as usize
                 || any_error
                 || req.max_wait_ms <= 0
@@ -94,7 +102,8 @@ pub fn handle(ctx: RequestContext, mut req: FetchRequest) -> ResponseFuture {
             tokio::select! {
                 _ = futures::future::select_all(notified) => {}
                 _ = tokio::time::sleep_until(deadline) => {
-                    let (partitions, _, _) = read_all(&wanted, req.max_bytes, ctx.version);
+                    let (partitions, _, _) =
+                        read_all(&wanted, req.max_bytes, ctx.version, isolation);
                     return ctx.encode(&build_response(&req, partitions));
                 }
             }
@@ -108,6 +117,7 @@ fn read_all(
     wanted: &[Wanted],
     max_bytes: i32,
     version: i16,
+    isolation: Isolation,
 ) -> (Vec<(usize, PartitionData)>, usize, bool) {
     let mut remaining = max_bytes.max(0) as usize;
     let mut total = 0usize;
@@ -127,10 +137,20 @@ fn read_all(
             }
             Ok(log) => {
                 let limit = (w.max_bytes.max(0) as usize).min(remaining);
-                match log.read(w.fetch_offset, limit) {
+                match log.read_isolated(w.fetch_offset, limit, isolation) {
                     Ok(read) => {
                         data.high_watermark = read.high_watermark;
-                        data.last_stable_offset = read.high_watermark;
+                        data.last_stable_offset = read.last_stable_offset;
+                        // Kafka sends null for READ_UNCOMMITTED.
+                        data.aborted_transactions = read.aborted.map(|txns| {
+                            txns.iter()
+                                .map(|t| {
+                                    AbortedTransaction::default()
+                                        .with_producer_id(ProducerId(t.producer_id))
+                                        .with_first_offset(t.first_offset)
+                                })
+                                .collect()
+                        });
                         if version >= 5 {
                             data.log_start_offset = read.log_start_offset;
                         }
@@ -150,7 +170,7 @@ fn read_all(
                         }
                         data.error_code = e.error_code();
                         data.high_watermark = log.high_watermark();
-                        data.last_stable_offset = data.high_watermark;
+                        data.last_stable_offset = log.last_stable_offset();
                         if version >= 5 {
                             data.log_start_offset = log.log_start_offset();
                         }
@@ -183,4 +203,124 @@ fn build_response(req: &FetchRequest, partitions: Vec<(usize, PartitionData)>) -
     FetchResponse::default()
         .with_session_id(0)
         .with_responses(topics)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::BrokerConfig;
+    use crate::log::control::{Marker, MarkerType};
+    use bytes::{Bytes, BytesMut};
+    use kafka_protocol::records::{
+        Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+    };
+
+    /// A batch of `count` records; transactional for producer `pid` (epoch
+    /// 0, sequence `seq`) when given.
+    fn batch(count: usize, txn: Option<(i64, i32)>) -> Bytes {
+        let records: Vec<Record> = (0..count)
+            .map(|i| Record {
+                transactional: txn.is_some(),
+                control: false,
+                partition_leader_epoch: 0,
+                producer_id: txn.map_or(-1, |t| t.0),
+                producer_epoch: if txn.is_some() { 0 } else { -1 },
+                timestamp_type: TimestampType::Creation,
+                offset: i as i64,
+                // Constant offset - sequence keeps one batch.
+                sequence: txn.map_or(i as i32 - 1, |t| t.1 + i as i32),
+                timestamp: 1_000,
+                key: None,
+                value: Some(Bytes::from_static(b"value")),
+                headers: Default::default(),
+                delete_horizon: false,
+            })
+            .collect();
+        let mut buf = BytesMut::new();
+        RecordBatchEncoder::encode(
+            &mut buf,
+            &records,
+            &RecordEncodeOptions {
+                version: 2,
+                compression: Compression::None,
+            },
+        )
+        .unwrap();
+        buf.freeze()
+    }
+
+    fn marker(pid: i64, commit: bool) -> Marker {
+        Marker {
+            kind: if commit {
+                MarkerType::Commit
+            } else {
+                MarkerType::Abort
+            },
+            producer_id: pid,
+            producer_epoch: 0,
+            coordinator_epoch: 0,
+        }
+    }
+
+    #[test]
+    fn read_committed_fills_lso_and_aborted_transactions() {
+        let root = tempfile::tempdir().unwrap();
+        let config = BrokerConfig::default_for_tests(root.path().into()).topic_defaults;
+        let log = Arc::new(
+            PartitionLog::create(root.path(), "t", 0, uuid::Uuid::nil(), config, 0).unwrap(),
+        );
+        log.append_as_leader(&batch(2, Some((7, 0))), 0).unwrap(); // 0-1
+        log.append_as_leader(&batch(1, None), 0).unwrap(); // 2
+        log.append_marker(&marker(7, false), 0).unwrap(); // 3
+        log.append_as_leader(&batch(1, None), 0).unwrap(); // 4
+        log.append_as_leader(&batch(3, Some((8, 0))), 0).unwrap(); // 5-7 open
+        log.append_as_leader(&batch(1, None), 0).unwrap(); // 8
+        let wanted = |offset| {
+            vec![Wanted {
+                topic: 0,
+                partition: 0,
+                fetch_offset: offset,
+                max_bytes: 1 << 20,
+                log: Ok(log.clone()),
+            }]
+        };
+        let (parts, committed_bytes, err) =
+            read_all(&wanted(0), 1 << 20, 12, Isolation::ReadCommitted);
+        assert!(!err);
+        let p = &parts[0].1;
+        assert_eq!((p.high_watermark, p.last_stable_offset), (9, 5));
+        let aborted = p.aborted_transactions.as_ref().unwrap();
+        assert_eq!(aborted.len(), 1);
+        assert_eq!(
+            (aborted[0].producer_id, aborted[0].first_offset),
+            (ProducerId(7), 0)
+        );
+        let records = p.records.as_ref().unwrap();
+        assert_eq!(committed_bytes, records.len());
+        let last = crate::log::batch::BatchIter::new(records)
+            .last()
+            .map(|(_, h)| h.last_offset());
+        assert_eq!(last, Some(4), "stops before the open transaction");
+
+        let (parts, all_bytes, _) = read_all(&wanted(0), 1 << 20, 12, Isolation::ReadUncommitted);
+        let p = &parts[0].1;
+        assert_eq!((p.high_watermark, p.last_stable_offset), (9, 5));
+        assert!(
+            p.aborted_transactions.is_none(),
+            "null for READ_UNCOMMITTED"
+        );
+        assert!(all_bytes > committed_bytes);
+
+        // At the LSO nothing is readable committed: min_bytes is not met.
+        let (parts, bytes, _) = read_all(&wanted(5), 1 << 20, 12, Isolation::ReadCommitted);
+        assert_eq!(bytes, 0);
+        assert_eq!(
+            parts[0].1.aborted_transactions.as_deref().map(<[_]>::len),
+            Some(0)
+        );
+        log.append_marker(&marker(8, true), 0).unwrap();
+        let (parts, bytes, _) = read_all(&wanted(5), 1 << 20, 12, Isolation::ReadCommitted);
+        assert!(bytes > 0);
+        assert_eq!(parts[0].1.last_stable_offset, 10);
+    }
 }

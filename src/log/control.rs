@@ -20,8 +20,9 @@
 //!
 //! Note for the append path: `validate_produce_batch` (used by
 //! `append_as_leader`) refuses control batches, as Kafka refuses them from
-//! clients. Markers written by the transaction coordinator (WriteTxnMarkers)
-//! will therefore need their own append path; it does not exist yet.
+//! clients. Markers written by the transaction coordinator go through
+//! `PartitionLog::append_marker`, which encodes them with [`encode_marker`];
+//! recovery reads them back with [`decode_marker`].
 
 use super::batch::{BatchError, BatchHeader, HEADER_LEN, LOG_OVERHEAD, MAGIC_V2, NO_SEQUENCE};
 use super::reader::Reader;

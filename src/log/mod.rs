@@ -30,7 +30,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use uuid::Uuid;
 
 use crate::metadata::{MetadataImage, TopicInfo};
-pub use partition::{now_ms, Appended, LogError, PartitionLog, ReadResult};
+pub use partition::{now_ms, Appended, Isolation, LogError, PartitionLog, ReadResult};
 
 pub const RECOVERY_POINT_CHECKPOINT: &str = "recovery-point-offset-checkpoint";
 pub const LOG_START_CHECKPOINT: &str = "log-start-offset-checkpoint";
@@ -325,6 +325,8 @@ impl LogManager {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod txn_tests;
 
 /// Only directories that look like ours are ever removed at start-up: named
 /// `<topic>-<partition>` (optionally with a `.<id>-delete` suffix) and holding

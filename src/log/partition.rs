@@ -4,6 +4,16 @@
 //! Append order (DESIGN §3): validate → check producer state → assign offsets
 //! by patching the header → write → index → commit producer state → advance
 //! the log end offset → wake waiting fetches. Records are never decoded.
+//!
+//! Transactions (Kafka's `UnifiedLog` / `ProducerStateManager`): a
+//! transactional data batch opens its producer's transaction (tracked in
+//! [`TxnState`] for the last stable offset, and in the producer's entry for
+//! snapshots); COMMIT/ABORT control batches written with
+//! [`PartitionLog::append_marker`] close it, and an ABORT is recorded in the
+//! `.txnindex` of the segment holding the marker. READ_COMMITTED reads stop
+//! at the last stable offset and carry the aborted transactions overlapping
+//! what they return. Markers are the only batches whose records the log
+//! reads, and only during recovery.
 
 use std::fs;
 use std::io;
@@ -16,14 +26,20 @@ use parking_lot::Mutex;
 use uuid::Uuid;
 
 use super::batch::{self, BatchError, BatchHeader, HEADER_LEN};
+use super::control::{self, Marker, MarkerType};
 use super::fsutil;
 use super::producer_state::{BatchMetadata, ProducerError, ProducerStateManager, SequenceCheck};
-use super::segment::{self, FileRange, Segment};
+use super::segment::{self, FileRange, Segment, SEGMENT_FILE_EXTENSIONS};
+use super::txn_index::AbortedTxn;
+use super::txn_state::{CompletedTxn, TxnState};
 use crate::config::{TimestampType, TopicConfig};
 use crate::metadata::topic_name::uuid_to_base64;
 
-/// Producer snapshots kept per partition (newest first); older ones are
-/// deleted when a new one is written.
+/// Producer snapshots always kept per partition (newest first). Older ones
+/// are kept too while at or above the base of the segment holding the
+/// recovery point (and of the segment before the active one), as Kafka's
+/// `minSnapshotsOffsetToRetain`: recovery replays from a snapshot at or below
+/// the first segment it re-validates, to rebuild its transaction index.
 const SNAPSHOTS_KEPT: usize = 3;
 
 #[derive(Debug, thiserror::Error)]
@@ -73,22 +89,56 @@ pub struct Appended {
     pub rolled: bool,
 }
 
+/// Taken by [`PartitionLog::txn_verification_guard`] before a transaction
+/// is verified with the coordinator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TxnVerificationGuard(u64);
+
+/// Fetch / ListOffsets isolation level (Kafka's `IsolationLevel`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Isolation {
+    ReadUncommitted,
+    ReadCommitted,
+}
+
+impl Isolation {
+    /// The wire value: 1 is READ_COMMITTED, anything else READ_UNCOMMITTED.
+    pub fn from_wire(level: i8) -> Isolation {
+        if level == 1 {
+            Isolation::ReadCommitted
+        } else {
+            Isolation::ReadUncommitted
+        }
+    }
+}
+
 pub struct ReadResult {
     pub records: Bytes,
     pub high_watermark: i64,
     pub log_start_offset: i64,
+    pub last_stable_offset: i64,
+    /// READ_COMMITTED: the aborted transactions overlapping the returned
+    /// range (Kafka's `collectAbortedTransactions`); `None` for
+    /// READ_UNCOMMITTED (Kafka sends a null list then).
+    pub aborted: Option<Vec<AbortedTxn>>,
 }
 
 struct LogState {
     segments: Vec<Segment>,
     config: TopicConfig,
     producers: ProducerStateManager,
+    /// Open transactions ordered by first offset (the LSO).
+    txns: TxnState,
     log_start_offset: i64,
     /// Everything below this offset is known to be on stable storage.
     recovery_point: i64,
     unflushed_messages: i64,
     last_flush_ms: i64,
     leader_epoch: i32,
+    /// Markers appended since start-up, and the count when each producer's
+    /// last one was appended (KIP-890 verification guards; in memory only).
+    markers_appended: u64,
+    last_marker: std::collections::HashMap<i64, u64>,
 }
 
 impl LogState {
@@ -100,6 +150,17 @@ impl LogState {
 
     fn log_end(&self) -> i64 {
         self.segments.last().map_or(0, |s| s.next_offset)
+    }
+
+    /// Kafka's LSO: the first offset of the oldest open transaction (not
+    /// below the log start offset), capped by the high watermark (= the log
+    /// end on one node).
+    fn last_stable_offset(&self) -> i64 {
+        let hw = self.log_end();
+        match self.txns.first_unstable_offset() {
+            Some(first) => first.max(self.log_start_offset).min(hw),
+            None => hw,
+        }
     }
 
     /// The segment holding `offset` (the last one whose base is <= offset).
@@ -116,9 +177,11 @@ pub struct PartitionLog {
     pub topic_id: Uuid,
     dir: PathBuf,
     state: Mutex<LogState>,
-    /// Mirrors of the state's log end and start for lock-free readers.
+    /// Mirrors of the state's log end, log start and last stable offset for
+    /// lock-free readers.
     log_end: AtomicI64,
     log_start: AtomicI64,
+    lso: AtomicI64,
     deleted: AtomicBool,
     /// Flushes that reached the disk (fsync rounds), for tests and metrics.
     fsyncs: std::sync::atomic::AtomicU64,
@@ -167,6 +230,7 @@ impl PartitionLog {
             config,
             vec![segment],
             ProducerStateManager::new(),
+            TxnState::new(),
             0,
             0,
             now_ms,
@@ -182,28 +246,35 @@ impl PartitionLog {
         config: TopicConfig,
         segments: Vec<Segment>,
         producers: ProducerStateManager,
+        txns: TxnState,
         log_start_offset: i64,
         recovery_point: i64,
         now_ms: i64,
     ) -> PartitionLog {
         let log_end = segments.last().map_or(0, |s| s.next_offset);
+        let state = LogState {
+            segments,
+            config,
+            producers,
+            txns,
+            log_start_offset,
+            recovery_point,
+            unflushed_messages: 0,
+            last_flush_ms: now_ms,
+            leader_epoch: 0,
+            markers_appended: 0,
+            last_marker: std::collections::HashMap::new(),
+        };
+        let lso = state.last_stable_offset();
         PartitionLog {
             topic: topic.to_string(),
             partition,
             topic_id,
             dir,
-            state: Mutex::new(LogState {
-                segments,
-                config,
-                producers,
-                log_start_offset,
-                recovery_point,
-                unflushed_messages: 0,
-                last_flush_ms: now_ms,
-                leader_epoch: 0,
-            }),
+            state: Mutex::new(state),
             log_end: AtomicI64::new(log_end),
             log_start: AtomicI64::new(log_start_offset),
+            lso: AtomicI64::new(lso),
             deleted: AtomicBool::new(false),
             fsyncs: std::sync::atomic::AtomicU64::new(0),
             appended: tokio::sync::Notify::new(),
@@ -237,6 +308,9 @@ impl PartitionLog {
         let index_interval = config.index_interval_bytes.max(1) as u64;
         let recovery_point = opts.recovery_point.unwrap_or(0);
         let mut segments: Vec<Segment> = Vec::new();
+        // Per segment: its transaction index must be rebuilt from the log
+        // (the segment was re-validated, or its index was damaged).
+        let mut rebuild_txn_index: Vec<bool> = Vec::new();
         let mut truncated_at: Option<usize> = None;
         for (i, &base) in bases.iter().enumerate() {
             let next_base = bases.get(i + 1).copied();
@@ -260,6 +334,7 @@ impl PartitionLog {
             // recovery cut short makes everything after it unreachable.
             let ends_early = needs_recovery && next_base.is_some_and(|n| seg.next_offset < n);
             seg.dirty = false;
+            rebuild_txn_index.push(needs_recovery || seg.txn_index_dropped_on_open() > 0);
             segments.push(seg);
             if ends_early {
                 truncated_at = Some(i + 1);
@@ -274,7 +349,7 @@ impl PartitionLog {
                     base,
                     "deleting segment after a corrupt one"
                 );
-                for ext in ["log", "index", "timeindex"] {
+                for ext in SEGMENT_FILE_EXTENSIONS {
                     let _ = fs::remove_file(dir.join(segment::file_name(base, ext)));
                 }
             }
@@ -282,6 +357,7 @@ impl PartitionLog {
         if segments.is_empty() {
             let base = opts.log_start_offset.unwrap_or(0).max(0);
             segments.push(Segment::create(&dir, base, opts.now_ms)?);
+            rebuild_txn_index.push(false);
         }
         let log_end = segments.last().map_or(0, |s| s.next_offset);
         let first_base = segments[0].base_offset;
@@ -289,7 +365,13 @@ impl PartitionLog {
             .log_start_offset
             .unwrap_or(first_base)
             .clamp(first_base, log_end);
-        let producers = rebuild_producer_state(&dir, &segments, log_start_offset, log_end)?;
+        let (producers, txns) = rebuild_producer_state(
+            &dir,
+            &mut segments,
+            &rebuild_txn_index,
+            log_start_offset,
+            log_end,
+        )?;
         let recovery_point = if opts.clean_shutdown {
             log_end
         } else {
@@ -303,6 +385,7 @@ impl PartitionLog {
             config,
             segments,
             producers,
+            txns,
             log_start_offset,
             recovery_point,
             opts.now_ms,
@@ -350,7 +433,44 @@ impl PartitionLog {
     }
 
     /// Appends the `records` of one Produce partition (exactly one v2 batch).
+    ///
+    /// A transactional batch is accepted whether or not its producer has an
+    /// open transaction here (it opens one); a Produce path that verified
+    /// the transaction with the coordinator should use
+    /// [`Self::append_as_leader_verified`].
     pub fn append_as_leader(&self, records: &[u8], now_ms: i64) -> Result<Appended, LogError> {
+        self.append_guarded(records, now_ms, None)
+    }
+
+    /// KIP-890 part 1: take a guard before asking the transaction coordinator
+    /// to verify a transactional batch (when [`Self::needs_txn_verification`]
+    /// says so), then append with [`Self::append_as_leader_verified`].
+    pub fn txn_verification_guard(&self) -> TxnVerificationGuard {
+        TxnVerificationGuard(self.state.lock().markers_appended)
+    }
+
+    /// [`Self::append_as_leader`] after a successful verification: if the
+    /// batch is transactional, its producer has no open transaction here at
+    /// its epoch, and a marker for the producer was appended since `guard`
+    /// was taken (the transaction the coordinator vouched for ended in
+    /// between), the batch is refused with INVALID_TXN_STATE instead of
+    /// opening a transaction the coordinator does not know (Kafka's
+    /// `VerificationGuard`).
+    pub fn append_as_leader_verified(
+        &self,
+        records: &[u8],
+        now_ms: i64,
+        guard: TxnVerificationGuard,
+    ) -> Result<Appended, LogError> {
+        self.append_guarded(records, now_ms, Some(guard))
+    }
+
+    fn append_guarded(
+        &self,
+        records: &[u8],
+        now_ms: i64,
+        guard: Option<TxnVerificationGuard>,
+    ) -> Result<Appended, LogError> {
         let mut state = self.state.lock();
         if self.is_deleted() {
             return Err(LogError::Deleted);
@@ -376,6 +496,31 @@ impl PartitionLog {
                     rolled: false,
                 });
             }
+        } else if header.has_producer_id() && header.is_transactional() {
+            // A coordinator's transactional batch without sequence numbers
+            // (TxnOffsetCommit): only the epoch is checked, as Kafka does.
+            state
+                .producers
+                .check_epoch(header.producer_id, header.producer_epoch)?;
+        }
+        if header.has_producer_id() {
+            state
+                .producers
+                .check_txn(header.producer_id, header.is_transactional())?;
+        }
+        if let Some(TxnVerificationGuard(taken)) = guard {
+            let pid = header.producer_id;
+            if header.has_producer_id()
+                && header.is_transactional()
+                && !state.producers.has_ongoing_txn(pid, header.producer_epoch)
+                && state.last_marker.get(&pid).is_some_and(|&m| m > taken)
+            {
+                return Err(ProducerError::InvalidTxnState {
+                    producer_id: pid,
+                    reason: "the transaction ended after it was verified",
+                }
+                .into());
+            }
         }
 
         let base_offset = state.log_end();
@@ -399,24 +544,17 @@ impl PartitionLog {
             .active()
             .append(&head, rest, &stored, index_interval)?;
 
-        if stored.has_producer_id() && stored.base_sequence >= 0 {
-            state.producers.record(
-                stored.producer_id,
-                stored.producer_epoch,
-                BatchMetadata {
-                    first_seq: stored.base_sequence,
-                    last_seq: stored.last_sequence(),
-                    first_offset: base_offset,
-                    last_offset: stored.last_offset(),
-                    timestamp: stored.max_timestamp,
-                },
-            );
+        {
+            let st = &mut *state;
+            apply_data_batch(&mut st.producers, &mut st.txns, &stored);
         }
         state.unflushed_messages += stored.records_count as i64;
         let needs_flush = state.unflushed_messages >= state.config.flush_messages
             || now_ms.saturating_sub(state.last_flush_ms) >= state.config.flush_ms;
         self.log_end
             .store(stored.last_offset() + 1, Ordering::Release);
+        self.lso
+            .store(state.last_stable_offset(), Ordering::Release);
         drop(state);
         self.appended.notify_waiters();
         Ok(Appended {
@@ -427,6 +565,149 @@ impl PartitionLog {
             duplicate: false,
             rolled,
         })
+    }
+
+    /// Appends a COMMIT/ABORT control batch for `marker` (written by the
+    /// transaction coordinator, never by clients): fences lower epochs,
+    /// closes the producer's open transaction, indexes an abort.
+    ///
+    /// Kafka's `appendEndTxnMarker` (transaction version 1): a producer epoch
+    /// below the producer's current one → INVALID_PRODUCER_EPOCH, a
+    /// coordinator epoch below the one of the producer's last marker →
+    /// TRANSACTION_COORDINATOR_FENCED; nothing is written then. Otherwise the
+    /// marker takes one offset, the producer's epoch becomes the marker's (so
+    /// older epochs are fenced) and, if a transaction was open, it is closed
+    /// (an ABORT goes to the `.txnindex` of the segment the marker lands in).
+    /// A marker for a producer without an open transaction is still written
+    /// and indexes nothing.
+    pub fn append_marker(&self, marker: &Marker, now_ms: i64) -> Result<Appended, LogError> {
+        let mut state = self.state.lock();
+        if self.is_deleted() {
+            return Err(LogError::Deleted);
+        }
+        let pid = marker.producer_id;
+        state
+            .producers
+            .check_marker(pid, marker.producer_epoch, marker.coordinator_epoch)?;
+        let log_start_offset = state.log_start_offset;
+        let base_offset = state.log_end();
+        let bytes = control::encode_marker(marker, now_ms);
+        let mut head = [0u8; HEADER_LEN];
+        head.copy_from_slice(&bytes[..HEADER_LEN]);
+        let rest = &bytes[HEADER_LEN..];
+        batch::set_base_offset(&mut head, base_offset);
+        batch::set_partition_leader_epoch(&mut head, state.leader_epoch);
+        let log_append_time = if state.config.message_timestamp_type == TimestampType::LogAppendTime
+        {
+            set_log_append_time(&mut head, rest, now_ms);
+            now_ms
+        } else {
+            -1
+        };
+        let stored = BatchHeader::parse(&head)?;
+        let rolled = self.maybe_roll(&mut state, &stored, bytes.len() as u64, now_ms)?;
+        let index_interval = state.config.index_interval_bytes.max(1) as u64;
+        state
+            .active()
+            .append(&head, rest, &stored, index_interval)?;
+
+        // The abort goes to the index before the state commits: if the index
+        // write fails the marker is cut off again and nothing happened.
+        if marker.kind == MarkerType::Abort {
+            if let Some(open) = state.txns.open_txn(pid) {
+                let completed = CompletedTxn {
+                    producer_id: pid,
+                    first_offset: open.first_offset,
+                    last_offset: base_offset,
+                    is_aborted: true,
+                };
+                let entry = AbortedTxn {
+                    producer_id: pid,
+                    first_offset: open.first_offset,
+                    last_offset: base_offset,
+                    last_stable_offset: state.txns.completion_lso(&completed),
+                };
+                if let Err(e) = state.active().append_aborted(entry) {
+                    if let Err(undo) = state
+                        .active()
+                        .truncate_to_offset(base_offset, index_interval)
+                    {
+                        tracing::error!(topic = %self.topic, partition = self.partition,
+                            "cannot remove a marker whose abort was not indexed: {undo}");
+                    }
+                    return Err(e.into());
+                }
+            }
+        }
+        {
+            let st = &mut *state;
+            apply_marker(&mut st.producers, &mut st.txns, marker, &stored);
+            st.markers_appended += 1;
+            st.last_marker.insert(pid, st.markers_appended);
+        }
+        state.unflushed_messages += 1;
+        let needs_flush = state.unflushed_messages >= state.config.flush_messages
+            || now_ms.saturating_sub(state.last_flush_ms) >= state.config.flush_ms;
+        self.log_end.store(base_offset + 1, Ordering::Release);
+        self.lso
+            .store(state.last_stable_offset(), Ordering::Release);
+        drop(state);
+        self.appended.notify_waiters();
+        Ok(Appended {
+            base_offset,
+            log_append_time,
+            log_start_offset,
+            needs_flush,
+            duplicate: false,
+            rolled,
+        })
+    }
+
+    /// The last stable offset: the first offset of the oldest open
+    /// transaction (not below the log start offset), capped by the high
+    /// watermark. Lock-free.
+    pub fn last_stable_offset(&self) -> i64 {
+        self.lso.load(Ordering::Acquire)
+    }
+
+    /// Whether a transactional batch of `producer_id` at `epoch` must be
+    /// checked with the transaction coordinator before it is appended
+    /// (KIP-890 part 1): true unless the producer already has an open
+    /// transaction here at that epoch (Kafka's `hasOngoingTransaction`).
+    pub fn needs_txn_verification(&self, producer_id: i64, epoch: i16) -> bool {
+        !self
+            .state
+            .lock()
+            .producers
+            .has_ongoing_txn(producer_id, epoch)
+    }
+
+    /// Open transactions here as `(producer id, epoch, first offset)` in
+    /// producer-id order (DescribeProducers, tests).
+    pub fn open_transactions(&self) -> Vec<(i64, i16, i64)> {
+        self.state.lock().producers.open_txns().collect()
+    }
+
+    /// Every producer this partition tracks, in producer-id order
+    /// (DescribeProducers).
+    pub fn producers(&self) -> Vec<(i64, super::producer_state::ProducerEntry)> {
+        let state = self.state.lock();
+        state
+            .producers
+            .iter()
+            .map(|(id, e)| (id, e.clone()))
+            .collect()
+    }
+
+    /// Every `.txnindex` entry, per segment as `(segment base, entries)`
+    /// (tests, tools).
+    pub fn aborted_index(&self) -> Vec<(i64, Vec<AbortedTxn>)> {
+        self.state
+            .lock()
+            .segments
+            .iter()
+            .map(|s| (s.base_offset, s.aborted_txns().to_vec()))
+            .collect()
     }
 
     fn maybe_roll(
@@ -481,10 +762,16 @@ impl PartitionLog {
     fn write_snapshot(&self, state: &LogState, offset: i64) -> io::Result<()> {
         let path = self.dir.join(segment::file_name(offset, "snapshot"));
         fsutil::write_atomically(&path, &state.producers.to_snapshot_bytes())?;
+        let recovery_base =
+            state.segments[state.segment_index_for(state.recovery_point)].base_offset;
+        let before_active = state.segments[state.segments.len().saturating_sub(2)].base_offset;
+        let min_retain = recovery_base.min(before_active);
         let mut snaps = list_snapshots(&self.dir)?;
         snaps.sort_unstable_by(|a, b| b.cmp(a));
         for old in snaps.into_iter().skip(SNAPSHOTS_KEPT) {
-            let _ = fs::remove_file(self.dir.join(segment::file_name(old, "snapshot")));
+            if old < min_retain {
+                let _ = fs::remove_file(self.dir.join(segment::file_name(old, "snapshot")));
+            }
         }
         Ok(())
     }
@@ -492,8 +779,27 @@ impl PartitionLog {
     /// Reads whole batches starting with the one holding `offset`, up to
     /// `max_bytes`; the first batch is returned whole even when larger
     /// (KIP-74). Reads stop at the end of the segment holding `offset`.
+    /// READ_UNCOMMITTED; see [`Self::read_isolated`].
     pub fn read(&self, offset: i64, max_bytes: usize) -> Result<ReadResult, LogError> {
-        let (range, high_watermark, log_start_offset) = {
+        self.read_isolated(offset, max_bytes, Isolation::ReadUncommitted)
+    }
+
+    /// [`Self::read`] at an isolation level. READ_COMMITTED returns only
+    /// whole batches below the last stable offset (an open transaction's
+    /// first batch starts at a batch boundary, so no batch straddles it) and
+    /// the aborted transactions overlapping `[offset, next offset after the
+    /// returned batches)`, collected from the transaction indexes of the
+    /// segment holding `offset` and the later ones (Kafka's
+    /// `collectAbortedTransactions`). An offset in `[LSO, log end]` reads
+    /// nothing; beyond the log end is OFFSET_OUT_OF_RANGE.
+    pub fn read_isolated(
+        &self,
+        offset: i64,
+        max_bytes: usize,
+        isolation: Isolation,
+    ) -> Result<ReadResult, LogError> {
+        let committed = isolation == Isolation::ReadCommitted;
+        let (range, limit, high_watermark, last_stable_offset, log_start_offset, candidates) = {
             let state = self.state.lock();
             if self.is_deleted() {
                 return Err(LogError::Deleted);
@@ -506,11 +812,15 @@ impl PartitionLog {
                     log_end,
                 });
             }
-            if offset == log_end {
+            let lso = state.last_stable_offset();
+            let limit = if committed { lso } else { log_end };
+            if offset >= limit {
                 return Ok(ReadResult {
                     records: Bytes::new(),
                     high_watermark: log_end,
                     log_start_offset: state.log_start_offset,
+                    last_stable_offset: lso,
+                    aborted: committed.then(Vec::new),
                 });
             }
             let mut i = state.segment_index_for(offset);
@@ -519,18 +829,40 @@ impl PartitionLog {
             while i + 1 < state.segments.len() && state.segments[i].next_offset <= offset {
                 i += 1;
             }
+            // Every aborted transaction that can overlap the read: the
+            // returned range ends at or below the LSO.
+            let candidates = committed.then(|| {
+                let mut out = Vec::new();
+                for seg in &state.segments[i..] {
+                    let (found, complete) = seg.collect_aborted(offset, lso);
+                    out.extend(found);
+                    if complete {
+                        break;
+                    }
+                }
+                out
+            });
             let seg = &state.segments[i];
             (
                 seg.range_from(seg.position_hint(offset)),
+                limit,
                 log_end,
+                lso,
                 state.log_start_offset,
+                candidates,
             )
         };
-        let records = read_batches(&range, offset, max_bytes)?;
+        let (records, upper_bound) = read_batches(&range, offset, max_bytes, limit)?;
+        let aborted = candidates.map(|mut c| {
+            c.retain(|t| t.first_offset < upper_bound);
+            c
+        });
         Ok(ReadResult {
             records,
             high_watermark,
             log_start_offset,
+            last_stable_offset,
+            aborted,
         })
     }
 
@@ -641,6 +973,15 @@ impl PartitionLog {
         }
         let start = state.log_start_offset;
         state.producers.truncate_head(start);
+        state.txns.truncate_head(start);
+        let LogState {
+            last_marker,
+            producers,
+            ..
+        } = state;
+        last_marker.retain(|pid, _| producers.get(*pid).is_some());
+        self.lso
+            .store(state.last_stable_offset(), Ordering::Release);
         Ok(deleted)
     }
 
@@ -648,7 +989,8 @@ impl PartitionLog {
         state.active().seal()?;
         let now = now_ms();
         state.segments.push(Segment::create(&self.dir, base, now)?);
-        Ok(())
+        // Recovery replays from a snapshot at or below the first segment.
+        self.write_snapshot(state, base)
     }
 
     /// Retention by time and size (never the active segment). Returns the
@@ -692,37 +1034,59 @@ impl PartitionLog {
     /// Makes everything appended so far durable. The lock is held only to
     /// collect the files; fsync runs outside it.
     pub fn flush(&self) -> io::Result<()> {
-        let (files, target) = {
+        let (files, txn_indexes, target) = {
             let mut state = self.state.lock();
             let target = state.log_end();
             if target <= state.recovery_point && !state.segments.iter().any(|s| s.dirty) {
                 return Ok(());
             }
+            let mut txn_indexes = Vec::new();
             let files: Vec<_> = state
                 .segments
                 .iter_mut()
                 .filter(|s| s.dirty)
                 .map(|s| {
                     s.dirty = false;
+                    txn_indexes.extend(s.take_unsynced_txn_index());
                     s.file()
                 })
                 .collect();
             state.unflushed_messages = 0;
             state.last_flush_ms = now_ms();
-            (files, target)
+            (files, txn_indexes, target)
         };
-        for f in files {
-            if let Err(e) = f.sync_data() {
-                // Not durable after all: the next flush must try again.
-                for seg in &mut self.state.lock().segments {
-                    seg.dirty = true;
-                }
-                return Err(e);
+        let synced = files
+            .iter()
+            .try_for_each(|f| f.sync_data())
+            .and_then(|()| self.sync_txn_indexes(&txn_indexes));
+        if let Err(e) = synced {
+            // Not durable after all: the next flush must try again.
+            let created = txn_indexes.iter().any(|(_, c)| *c);
+            for seg in &mut self.state.lock().segments {
+                seg.dirty = true;
+                seg.mark_txn_index_unsynced(created);
             }
+            return Err(e);
         }
         self.fsyncs.fetch_add(1, Ordering::Relaxed);
         let mut state = self.state.lock();
         state.recovery_point = state.recovery_point.max(target);
+        Ok(())
+    }
+
+    /// fsyncs transaction index files (and the directory if one was created).
+    /// The segment may have been deleted meanwhile: a missing file is fine.
+    fn sync_txn_indexes(&self, files: &[(PathBuf, bool)]) -> io::Result<()> {
+        for (path, _) in files {
+            match fs::File::open(path) {
+                Ok(f) => f.sync_data()?,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+        }
+        if files.iter().any(|(_, created)| *created) {
+            fsutil::sync_dir(&self.dir)?;
+        }
         Ok(())
     }
 
@@ -792,8 +1156,15 @@ fn set_log_append_time(head: &mut [u8; HEADER_LEN], rest: &[u8], ts: i64) {
     head[17..21].copy_from_slice(&crc.to_be_bytes());
 }
 
-/// Reads whole batches from `range` starting at the batch holding `offset`.
-fn read_batches(range: &FileRange, offset: i64, max_bytes: usize) -> io::Result<Bytes> {
+/// Reads whole batches from `range` starting at the batch holding `offset`,
+/// only batches that start below `limit`. Returns them and the offset after
+/// the last one (`offset` if there is none).
+fn read_batches(
+    range: &FileRange,
+    offset: i64,
+    max_bytes: usize,
+    limit: i64,
+) -> io::Result<(Bytes, i64)> {
     // Find the first batch whose last offset >= `offset` from the index hint.
     let mut first: Option<(u64, usize)> = None;
     let mut pos = range.start;
@@ -804,24 +1175,31 @@ fn read_batches(range: &FileRange, offset: i64, max_bytes: usize) -> io::Result<
             break;
         };
         if h.last_offset() >= offset {
-            first = Some((pos, h.total_len()));
+            if h.base_offset < limit {
+                first = Some((pos, h.total_len()));
+            }
             break;
         }
         pos += h.total_len() as u64;
     }
     let Some((start, first_len)) = first else {
-        return Ok(Bytes::new());
+        return Ok((Bytes::new(), offset));
     };
     let want = (range.end - start).min(max_bytes.max(first_len) as u64) as usize;
     let mut buf = vec![0u8; want];
     range.file.read_exact_at(&mut buf, start)?;
-    // Trim to whole batches.
+    // Trim to whole batches below the limit.
     let mut end = 0;
+    let mut next_offset = offset;
     for (p, h) in batch::BatchIter::new(&buf) {
+        if h.base_offset >= limit {
+            break;
+        }
         end = p + h.total_len();
+        next_offset = h.last_offset() + 1;
     }
     buf.truncate(end);
-    Ok(Bytes::from(buf))
+    Ok((Bytes::from(buf), next_offset))
 }
 
 /// Within one batch, the first record with timestamp >= `ts`: decodes the
@@ -860,29 +1238,102 @@ fn list_snapshots(dir: &Path) -> io::Result<Vec<i64>> {
     Ok(out)
 }
 
-/// The newest snapshot at or below the log end, then a header-only replay of
-/// every batch after it. Snapshots past the log end (left by a truncation) or
-/// unreadable ones are deleted.
+/// Commits the producer and transaction effects of a stored data batch (the
+/// append path after its write, and recovery replay): sequenced batches and
+/// transactional ones update their producer; a transactional one opens or
+/// continues its producer's transaction.
+fn apply_data_batch(producers: &mut ProducerStateManager, txns: &mut TxnState, h: &BatchHeader) {
+    if !h.has_producer_id() || (h.base_sequence < 0 && !h.is_transactional()) {
+        return;
+    }
+    producers.record_data(
+        h.producer_id,
+        h.producer_epoch,
+        BatchMetadata {
+            first_seq: h.base_sequence,
+            last_seq: h.last_sequence(),
+            first_offset: h.base_offset,
+            last_offset: h.last_offset(),
+            timestamp: h.max_timestamp,
+        },
+        h.is_transactional(),
+    );
+    if h.is_transactional() {
+        txns.begin_or_continue(h.producer_id, h.producer_epoch, h.base_offset);
+    }
+}
+
+/// Commits a stored COMMIT/ABORT marker `h` (offset `h.base_offset`):
+/// producer epoch and coordinator epoch updated, the transaction closed.
+/// Returns the transaction it closed with the LSO to index it with.
+fn apply_marker(
+    producers: &mut ProducerStateManager,
+    txns: &mut TxnState,
+    marker: &Marker,
+    h: &BatchHeader,
+) -> Option<(CompletedTxn, i64)> {
+    let pid = marker.producer_id;
+    producers.record_marker(
+        pid,
+        marker.producer_epoch,
+        marker.coordinator_epoch,
+        h.max_timestamp,
+    );
+    let commit = marker.kind == MarkerType::Commit;
+    let completed = txns.end(pid, marker.producer_epoch, h.base_offset, commit)?;
+    let lso = txns.completion_lso(&completed);
+    Some((completed, lso))
+}
+
+/// Reads and decodes the marker of the control batch `h` at `pos`.
+fn read_marker(file: &fs::File, pos: u64, h: &BatchHeader) -> io::Result<Option<Marker>> {
+    let mut buf = vec![0u8; h.total_len()];
+    file.read_exact_at(&mut buf, pos)?;
+    Ok(control::decode_marker(&buf).ok())
+}
+
+/// Rebuilds producer and transaction state on open: the newest usable
+/// snapshot (at or below the log end, and at or below the first segment whose
+/// transaction index is rebuilt), then a header-only replay of every batch
+/// after it. Control batches are decoded to close transactions. Segments
+/// flagged in `rebuild_txn_index` (re-validated by recovery, or with a damaged
+/// index) get their `.txnindex` rebuilt from the replay, as Kafka's
+/// `LogSegment.recover` does; other segments only get entries they miss at
+/// the end. Snapshots past the log end (left by a truncation) or unreadable
+/// ones are deleted.
 fn rebuild_producer_state(
     dir: &Path,
-    segments: &[Segment],
+    segments: &mut [Segment],
+    rebuild_txn_index: &[bool],
     log_start: i64,
     log_end: i64,
-) -> io::Result<ProducerStateManager> {
+) -> io::Result<(ProducerStateManager, TxnState)> {
+    let first_base = segments.first().map_or(0, |s| s.base_offset);
+    let first_rebuilt = segments
+        .iter()
+        .zip(rebuild_txn_index)
+        .find(|(_, &rebuild)| rebuild)
+        .map(|(s, _)| s.base_offset);
     let mut snaps = list_snapshots(dir)?;
     snaps.sort_unstable_by(|a, b| b.cmp(a));
     let mut producers = ProducerStateManager::new();
-    let mut replay_from = log_start;
+    let mut replay_from = first_base;
     for snap in snaps {
         let path = dir.join(segment::file_name(snap, "snapshot"));
         if snap > log_end {
             let _ = fs::remove_file(&path);
             continue;
         }
+        if first_rebuilt.is_some_and(|b| snap > b) || snap < first_base {
+            // Valid, but too late to rebuild that segment's index from; or
+            // older than the log, whose batches after it are gone (markers
+            // among them would be missed).
+            continue;
+        }
         match fs::read(&path).map(|b| ProducerStateManager::from_snapshot_bytes(&b)) {
             Ok(Ok(p)) => {
                 producers = p;
-                replay_from = snap.max(log_start);
+                replay_from = snap;
                 break;
             }
             _ => {
@@ -891,31 +1342,82 @@ fn rebuild_producer_state(
             }
         }
     }
-    for seg in segments.iter().filter(|s| s.next_offset > replay_from) {
+    let mut txns = TxnState::new();
+    for (pid, epoch, first_offset) in producers.open_txns() {
+        txns.begin_or_continue(pid, epoch, first_offset);
+    }
+    for (seg, &rebuild) in segments.iter_mut().zip(rebuild_txn_index) {
+        if seg.next_offset <= replay_from {
+            continue;
+        }
+        if rebuild {
+            seg.truncate_txn_index_from(replay_from.max(seg.base_offset))?;
+        }
         let range = seg.range_from(seg.position_hint(replay_from));
+        let mut failed: Option<io::Error> = None;
         segment::scan(
             &range.file,
             range.start,
             range.end,
             false,
             seg.base_offset,
-            |_, h| {
-                if h.last_offset() >= replay_from && h.has_producer_id() && h.base_sequence >= 0 {
-                    producers.record(
-                        h.producer_id,
-                        h.producer_epoch,
-                        BatchMetadata {
-                            first_seq: h.base_sequence,
-                            last_seq: h.last_sequence(),
-                            first_offset: h.base_offset,
-                            last_offset: h.last_offset(),
-                            timestamp: h.max_timestamp,
-                        },
+            |pos, h| {
+                if failed.is_some() || h.last_offset() < replay_from {
+                    return;
+                }
+                if !h.is_control() {
+                    apply_data_batch(&mut producers, &mut txns, h);
+                    return;
+                }
+                if !h.has_producer_id() || !h.is_transactional() {
+                    return;
+                }
+                let marker = match read_marker(&range.file, pos, h) {
+                    Ok(Some(m)) => m,
+                    Ok(None) => {
+                        tracing::warn!(offset = h.base_offset, "undecodable control batch skipped");
+                        return;
+                    }
+                    Err(e) => {
+                        failed = Some(e);
+                        return;
+                    }
+                };
+                let Some((done, lso)) = apply_marker(&mut producers, &mut txns, &marker, h) else {
+                    return;
+                };
+                if !done.is_aborted
+                    || seg
+                        .aborted_txns()
+                        .last()
+                        .is_some_and(|t| t.last_offset >= done.last_offset)
+                {
+                    return;
+                }
+                if !rebuild {
+                    tracing::warn!(
+                        offset = done.last_offset,
+                        "re-adding an aborted transaction missing from the transaction index"
                     );
+                }
+                let entry = AbortedTxn {
+                    producer_id: done.producer_id,
+                    first_offset: done.first_offset,
+                    last_offset: done.last_offset,
+                    last_stable_offset: lso,
+                };
+                match seg.append_aborted(entry) {
+                    // The next flush syncs the rebuilt index with the segment.
+                    Ok(()) => seg.dirty = true,
+                    Err(e) => failed = Some(e),
                 }
             },
         )?;
+        if let Some(e) = failed {
+            return Err(e);
+        }
     }
     producers.truncate_head(log_start);
-    Ok(producers)
+    txns.truncate_head(log_start);
+    Ok((producers, txns))
 }

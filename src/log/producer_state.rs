@@ -1,12 +1,19 @@
-//! Idempotent-producer state for one partition: the idempotence part of
-//! Kafka's `ProducerStateManager` (epoch fencing, sequence checks and duplicate
-//! detection over the last 5 batches of each producer).
+//! Producer state for one partition: the idempotence and transaction parts of
+//! Kafka's `ProducerStateManager` (epoch fencing, sequence checks, duplicate
+//! detection over the last 5 batches of each producer, coordinator epochs and
+//! each producer's open transaction).
+//!
+//! The set of open transactions ordered by first offset (for the last stable
+//! offset) lives next to this in [`super::txn_state::TxnState`]; the
+//! partition log updates both at the same points.
 //!
 //! # Invariants
 //!
 //! - Every cached batch of a producer belongs to its current `epoch`: recording
 //!   a batch with a different epoch clears the cache first.
 //! - At most [`MAX_CACHED_BATCHES`] batches are kept per producer, newest last.
+//! - A producer with an open transaction (`current_txn_first_offset`) is never
+//!   dropped by [`ProducerStateManager::truncate_head`].
 //!
 //! # Snapshot format
 //!
@@ -24,23 +31,27 @@
 //!   LastOffset             int64   last offset of that batch (-1: no batch)
 //!   OffsetDelta            int32   LastOffset - first offset of that batch
 //!   Timestamp              int64   the producer's last timestamp
-//!   CoordinatorEpoch       int32   -1 (transactions only)
-//!   CurrentTxnFirstOffset  int64   -1 (transactions only; -1 = no open txn)
+//!   CoordinatorEpoch       int32   coordinator epoch of the last marker (-1: none)
+//!   CurrentTxnFirstOffset  int64   first offset of the open transaction (-1: none)
 //! ```
 //!
 //! As in Kafka, only the newest batch of each producer survives a snapshot; on
 //! load its first sequence is recovered as `LastSequence - OffsetDelta` (with
 //! the same wrap as sequences). Entries are written in producer-id order.
 //!
-//! # Transactions (not implemented yet)
+//! # Transactions
 //!
-//! Transactional state belongs next to the idempotent state here: a
-//! coordinator epoch and the first offset of the ongoing transaction per
-//! producer (the snapshot's CoordinatorEpoch / CurrentTxnFirstOffset fields,
-//! today always written as -1 and ignored on load), the set of ongoing
-//! transactions ordered by first offset (for the last stable offset), and the
-//! handling of control (commit/abort marker) batches in `record`. Those rules
-//! are marked `TRANSACTIONS:` below.
+//! Kafka's `ProducerAppendInfo` rules (transaction version 1):
+//! - a transactional data batch opens the producer's transaction at its first
+//!   offset if none is open ([`ProducerStateManager::record_data`]);
+//! - a non-transactional batch of a producer with an open transaction is
+//!   refused with INVALID_TXN_STATE ([`ProducerStateManager::check_txn`]);
+//! - a COMMIT/ABORT marker with an epoch below the producer's is refused with
+//!   INVALID_PRODUCER_EPOCH, one with a coordinator epoch below the last
+//!   marker's with TRANSACTION_COORDINATOR_FENCED
+//!   ([`ProducerStateManager::check_marker`]); an accepted marker sets the
+//!   producer's epoch (a bump clears its cached batches) and coordinator
+//!   epoch and closes its transaction ([`ProducerStateManager::record_marker`]).
 
 use super::reader::Reader;
 
@@ -66,6 +77,8 @@ const SNAPSHOT_ENTRY_LEN: usize = 8 + 2 + 4 + 8 + 4 + 8 + 4 + 8;
 const CORRUPT_MESSAGE: i16 = 2;
 const OUT_OF_ORDER_SEQUENCE_NUMBER: i16 = 45;
 const INVALID_PRODUCER_EPOCH: i16 = 47;
+const INVALID_TXN_STATE: i16 = 48;
+const TRANSACTION_COORDINATOR_FENCED: i16 = 52;
 
 /// One appended batch of a producer: its sequence range, offset range and
 /// max timestamp.
@@ -79,21 +92,53 @@ pub struct BatchMetadata {
 }
 
 /// State of one producer id.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct ProducerEntry {
     pub epoch: i16,
     /// Most recent batches of `epoch`, newest last, at most
     /// [`MAX_CACHED_BATCHES`].
     pub batches: VecDeque<BatchMetadata>,
-    /// Timestamp of the newest batch.
+    /// Timestamp of the newest batch (or marker).
     pub last_timestamp: i64,
-    // TRANSACTIONS: coordinator_epoch and current_txn_first_offset go here.
+    /// Coordinator epoch of the newest marker, -1 if none was seen.
+    pub coordinator_epoch: i32,
+    /// First offset of the producer's open transaction (Kafka's
+    /// `currentTxnFirstOffset`).
+    pub current_txn_first_offset: Option<i64>,
+    /// The entry was created by a marker for a producer this partition had
+    /// forgotten (its batches left the log): its sequence is unknown, so the
+    /// next batch at this epoch may carry any sequence, as for an unknown
+    /// producer. Cleared by the next batch; not in snapshots (an entry
+    /// without batches is dropped on load anyway).
+    pub sequence_unknown: bool,
+}
+
+impl Default for ProducerEntry {
+    fn default() -> Self {
+        ProducerEntry {
+            epoch: 0,
+            batches: VecDeque::new(),
+            last_timestamp: 0,
+            coordinator_epoch: NO_COORDINATOR_EPOCH,
+            current_txn_first_offset: None,
+            sequence_unknown: false,
+        }
+    }
 }
 
 impl ProducerEntry {
     /// Last sequence of the newest batch, or -1 if there is none.
     fn last_seq(&self) -> i32 {
         self.batches.back().map_or(NO_SEQUENCE, |b| b.last_seq)
+    }
+
+    /// Kafka's `maybeUpdateProducerEpoch`: a different epoch replaces the
+    /// current one and clears the cached batches.
+    fn set_epoch(&mut self, epoch: i16) {
+        if self.epoch != epoch {
+            self.epoch = epoch;
+            self.batches.clear();
+        }
     }
 }
 
@@ -125,6 +170,22 @@ pub enum ProducerError {
         expected: i32,
         got: i32,
     },
+    /// A non-transactional batch of a producer with an open transaction, or
+    /// a transactional batch the coordinator does not know about.
+    #[error("invalid transaction state for producer {producer_id}: {reason}")]
+    InvalidTxnState {
+        producer_id: i64,
+        reason: &'static str,
+    },
+    #[error(
+        "marker for producer {producer_id} has coordinator epoch {coordinator_epoch}, \
+         below the current {current} (zombie coordinator)"
+    )]
+    CoordinatorFenced {
+        producer_id: i64,
+        coordinator_epoch: i32,
+        current: i32,
+    },
     #[error("corrupt producer snapshot: {0}")]
     CorruptSnapshot(String),
 }
@@ -137,6 +198,8 @@ impl ProducerError {
         match self {
             ProducerError::InvalidProducerEpoch { .. } => INVALID_PRODUCER_EPOCH,
             ProducerError::OutOfOrderSequence { .. } => OUT_OF_ORDER_SEQUENCE_NUMBER,
+            ProducerError::InvalidTxnState { .. } => INVALID_TXN_STATE,
+            ProducerError::CoordinatorFenced { .. } => TRANSACTION_COORDINATOR_FENCED,
             ProducerError::CorruptSnapshot(_) => CORRUPT_MESSAGE,
         }
     }
@@ -156,11 +219,10 @@ fn decrement_sequence(sequence: i32, decrement: i32) -> i32 {
     i32::try_from(diff.rem_euclid(1 << 31)).unwrap_or(0)
 }
 
-/// Idempotent-producer state of one partition, keyed by producer id.
+/// Producer state of one partition, keyed by producer id.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct ProducerStateManager {
     producers: BTreeMap<i64, ProducerEntry>,
-    // TRANSACTIONS: ongoing transactions (first offset → producer id) go here.
 }
 
 impl ProducerStateManager {
@@ -181,8 +243,7 @@ impl ProducerStateManager {
     ///   `last_seq + 1` (wrapping `i32::MAX` → 0; 0 if nothing is cached), else
     ///   `OutOfOrderSequence`.
     ///
-    /// TRANSACTIONS: transactional batches will additionally be checked
-    /// against the producer's ongoing transaction and coordinator epoch.
+    /// Transactional rules are [`Self::check_txn`].
     pub fn check(
         &self,
         producer_id: i64,
@@ -193,12 +254,9 @@ impl ProducerStateManager {
         let Some(entry) = self.producers.get(&producer_id) else {
             return Ok(SequenceCheck::Append);
         };
-        if epoch < entry.epoch {
-            return Err(ProducerError::InvalidProducerEpoch {
-                producer_id,
-                epoch,
-                current: entry.epoch,
-            });
+        self.check_epoch(producer_id, epoch)?;
+        if entry.sequence_unknown && epoch == entry.epoch {
+            return Ok(SequenceCheck::Append);
         }
         let expected = if epoch > entry.epoch {
             0
@@ -223,23 +281,142 @@ impl ProducerStateManager {
         Ok(SequenceCheck::Append)
     }
 
+    /// Kafka's `checkProducerEpoch` alone (for batches without sequence
+    /// numbers, and markers): `epoch` below the producer's current epoch →
+    /// `InvalidProducerEpoch`. Unknown producers pass.
+    pub fn check_epoch(&self, producer_id: i64, epoch: i16) -> Result<(), ProducerError> {
+        match self.producers.get(&producer_id) {
+            Some(entry) if epoch < entry.epoch => Err(ProducerError::InvalidProducerEpoch {
+                producer_id,
+                epoch,
+                current: entry.epoch,
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// Kafka's `appendDataBatch` transaction rule: a non-transactional batch
+    /// of a producer whose transaction is open → `InvalidTxnState`.
+    pub fn check_txn(&self, producer_id: i64, transactional: bool) -> Result<(), ProducerError> {
+        let open = self
+            .producers
+            .get(&producer_id)
+            .is_some_and(|e| e.current_txn_first_offset.is_some());
+        if open && !transactional {
+            return Err(ProducerError::InvalidTxnState {
+                producer_id,
+                reason: "non-transactional batch while a transaction is open",
+            });
+        }
+        Ok(())
+    }
+
+    /// Pure pre-write check of a COMMIT/ABORT marker (Kafka's
+    /// `appendEndTxnMarker`, client/coordinator origin): epoch below the
+    /// producer's → `InvalidProducerEpoch`; coordinator epoch below the one of
+    /// the producer's last marker → `CoordinatorFenced`.
+    pub fn check_marker(
+        &self,
+        producer_id: i64,
+        epoch: i16,
+        coordinator_epoch: i32,
+    ) -> Result<(), ProducerError> {
+        self.check_epoch(producer_id, epoch)?;
+        match self.producers.get(&producer_id) {
+            Some(entry) if entry.coordinator_epoch > coordinator_epoch => {
+                Err(ProducerError::CoordinatorFenced {
+                    producer_id,
+                    coordinator_epoch,
+                    current: entry.coordinator_epoch,
+                })
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Whether the producer has an open transaction at exactly `epoch`
+    /// (Kafka's `hasOngoingTransaction`).
+    pub fn has_ongoing_txn(&self, producer_id: i64, epoch: i16) -> bool {
+        self.producers
+            .get(&producer_id)
+            .is_some_and(|e| e.epoch == epoch && e.current_txn_first_offset.is_some())
+    }
+
     /// Commits an appended batch (after the write succeeded). A different epoch
     /// replaces the producer's epoch and clears its cached batches; the newest
     /// [`MAX_CACHED_BATCHES`] batches are kept.
-    ///
-    /// TRANSACTIONS: transactional batches will open/extend the producer's
-    /// transaction here, and control batches will end it.
     pub fn record(&mut self, producer_id: i64, epoch: i16, batch: BatchMetadata) {
         let entry = self.producers.entry(producer_id).or_default();
-        if entry.epoch != epoch {
-            entry.epoch = epoch;
-            entry.batches.clear();
-        }
+        entry.set_epoch(epoch);
+        entry.sequence_unknown = false;
         entry.batches.push_back(batch);
         while entry.batches.len() > MAX_CACHED_BATCHES {
             entry.batches.pop_front();
         }
         entry.last_timestamp = batch.timestamp;
+    }
+
+    /// Commits an appended data batch of a producer: sequenced batches
+    /// (`batch.first_seq >= 0`) are cached as by [`Self::record`]; batches
+    /// without sequence numbers (written by a coordinator) only set the
+    /// epoch and timestamp. A transactional batch opens the producer's
+    /// transaction at `batch.first_offset` unless one is open. Returns true if
+    /// it opened one.
+    pub fn record_data(
+        &mut self,
+        producer_id: i64,
+        epoch: i16,
+        batch: BatchMetadata,
+        transactional: bool,
+    ) -> bool {
+        if batch.first_seq >= 0 {
+            self.record(producer_id, epoch, batch);
+        } else {
+            let entry = self.producers.entry(producer_id).or_default();
+            entry.set_epoch(epoch);
+            entry.last_timestamp = batch.timestamp;
+        }
+        let entry = self.producers.entry(producer_id).or_default();
+        if transactional && entry.current_txn_first_offset.is_none() {
+            entry.current_txn_first_offset = Some(batch.first_offset);
+            return true;
+        }
+        false
+    }
+
+    /// Commits an appended COMMIT/ABORT marker (Kafka's `appendEndTxnMarker`
+    /// then `ProducerStateEntry.update`): the producer's epoch becomes `epoch`
+    /// (a change clears the cached batches), its coordinator epoch
+    /// `coordinator_epoch`, its timestamp `timestamp`, and its transaction is
+    /// closed. Returns the first offset of the transaction it closed, `None`
+    /// if none was open. Unknown producers get an entry with no batch whose
+    /// sequence is unknown (see [`ProducerEntry::sequence_unknown`]).
+    pub fn record_marker(
+        &mut self,
+        producer_id: i64,
+        epoch: i16,
+        coordinator_epoch: i32,
+        timestamp: i64,
+    ) -> Option<i64> {
+        let entry = self
+            .producers
+            .entry(producer_id)
+            .or_insert_with(|| ProducerEntry {
+                sequence_unknown: true,
+                ..Default::default()
+            });
+        entry.set_epoch(epoch);
+        entry.coordinator_epoch = coordinator_epoch;
+        entry.last_timestamp = timestamp;
+        entry.current_txn_first_offset.take()
+    }
+
+    /// Producers with an open transaction as `(producer id, epoch, first
+    /// offset)`, in producer-id order.
+    pub fn open_txns(&self) -> impl Iterator<Item = (i64, i16, i64)> + '_ {
+        self.producers
+            .iter()
+            .filter_map(|(&id, e)| e.current_txn_first_offset.map(|f| (id, e.epoch, f)))
     }
 
     pub fn get(&self, producer_id: i64) -> Option<&ProducerEntry> {
@@ -264,32 +441,38 @@ impl ProducerStateManager {
     /// whose newest batch ends below `log_start_offset`, i.e. whose
     /// `last_offset < log_start_offset`. Producers still in the log keep all
     /// their cached batches (as in Kafka). Producers with no cached batch are
-    /// dropped too.
+    /// dropped too. A producer with an open transaction is always kept: its
+    /// marker is still to come and the last stable offset waits for it.
     pub fn truncate_head(&mut self, log_start_offset: i64) {
         self.producers.retain(|_, entry| {
-            entry
-                .batches
-                .back()
-                .is_some_and(|b| b.last_offset >= log_start_offset)
+            entry.current_txn_first_offset.is_some()
+                || entry
+                    .batches
+                    .back()
+                    .is_some_and(|b| b.last_offset >= log_start_offset)
         });
     }
 
     /// The log was truncated to end before `offset` (recovery / leader change):
     /// drops every cached batch that reaches `offset` (`last_offset >=
-    /// offset`; truncation happens at batch boundaries), then drops producers
-    /// left with no batches. A producer's `last_timestamp` becomes that of its
-    /// newest remaining batch. Epochs are kept: all cached batches belong to
-    /// the producer's current epoch.
+    /// offset`; truncation happens at batch boundaries) and every open
+    /// transaction that starts at or after `offset`, then drops producers left
+    /// with no batches and no open transaction. A producer's `last_timestamp`
+    /// becomes that of its newest remaining batch. Epochs are kept: all cached
+    /// batches belong to the producer's current epoch.
+    ///
+    /// Markers are not remembered: a transaction closed by a marker at or
+    /// after `offset` is not reopened (rebuild from a snapshot instead).
     pub fn truncate_tail(&mut self, offset: i64) {
         self.producers.retain(|_, entry| {
             entry.batches.retain(|b| b.last_offset < offset);
-            match entry.batches.back() {
-                Some(newest) => {
-                    entry.last_timestamp = newest.timestamp;
-                    true
-                }
-                None => false,
+            if entry.current_txn_first_offset.is_some_and(|f| f >= offset) {
+                entry.current_txn_first_offset = None;
             }
+            if let Some(newest) = entry.batches.back() {
+                entry.last_timestamp = newest.timestamp;
+            }
+            !entry.batches.is_empty() || entry.current_txn_first_offset.is_some()
         });
     }
 
@@ -319,9 +502,13 @@ impl ProducerStateManager {
             out.extend_from_slice(&last_offset.to_be_bytes());
             out.extend_from_slice(&offset_delta.to_be_bytes());
             out.extend_from_slice(&entry.last_timestamp.to_be_bytes());
-            // TRANSACTIONS: the entry's coordinator epoch and open transaction.
-            out.extend_from_slice(&NO_COORDINATOR_EPOCH.to_be_bytes());
-            out.extend_from_slice(&NO_TXN_FIRST_OFFSET.to_be_bytes());
+            out.extend_from_slice(&entry.coordinator_epoch.to_be_bytes());
+            out.extend_from_slice(
+                &entry
+                    .current_txn_first_offset
+                    .unwrap_or(NO_TXN_FIRST_OFFSET)
+                    .to_be_bytes(),
+            );
         }
         let crc = crc32c::crc32c(out.get(SNAPSHOT_CRC_END..).unwrap_or_default());
         if let Some(dst) = out.get_mut(2..SNAPSHOT_CRC_END) {
@@ -334,8 +521,9 @@ impl ProducerStateManager {
     /// Fails with `CorruptSnapshot` on a wrong version, a CRC mismatch, a
     /// length that disagrees with the entry count, or an entry with a
     /// negative OffsetDelta or a first offset below zero. An entry with
-    /// LastOffset < 0 is loaded as a producer with no cached batch. Later
-    /// entries for the same producer id replace earlier ones.
+    /// LastOffset < 0 is loaded as a producer with no cached batch; a
+    /// negative CurrentTxnFirstOffset as no open transaction. Later entries
+    /// for the same producer id replace earlier ones.
     pub fn from_snapshot_bytes(bytes: &[u8]) -> Result<Self, ProducerError> {
         let corrupt = |what: String| ProducerError::CorruptSnapshot(what);
         let mut r = Reader(bytes);
@@ -386,9 +574,8 @@ struct RawEntry {
     last_offset: i64,
     offset_delta: i32,
     timestamp: i64,
-    // TRANSACTIONS: to be kept once transactions exist; ignored for now.
-    _coordinator_epoch: i32,
-    _current_txn_first_offset: i64,
+    coordinator_epoch: i32,
+    current_txn_first_offset: i64,
 }
 
 impl RawEntry {
@@ -397,6 +584,10 @@ impl RawEntry {
             epoch: self.epoch,
             batches: VecDeque::new(),
             last_timestamp: self.timestamp,
+            coordinator_epoch: self.coordinator_epoch,
+            current_txn_first_offset: (self.current_txn_first_offset >= 0)
+                .then_some(self.current_txn_first_offset),
+            sequence_unknown: false,
         };
         if self.last_offset >= 0 {
             if self.offset_delta < 0 {
@@ -432,8 +623,8 @@ fn read_entry(r: &mut Reader<'_>) -> Option<RawEntry> {
         last_offset: r.i64()?,
         offset_delta: r.i32()?,
         timestamp: r.i64()?,
-        _coordinator_epoch: r.i32()?,
-        _current_txn_first_offset: r.i64()?,
+        coordinator_epoch: r.i32()?,
+        current_txn_first_offset: r.i64()?,
     })
 }
 
@@ -443,6 +634,8 @@ mod tests {
     use proptest::prelude::*;
 
     const PID: i64 = 7;
+    const INVALID_TXN_STATE: i16 = 48;
+    const TRANSACTION_COORDINATOR_FENCED: i16 = 52;
 
     /// A batch of `n` records with sequences from `first_seq` (wrapping) and
     /// offsets from `first_offset`.
@@ -824,6 +1017,7 @@ mod tests {
                 epoch: 2,
                 batches: VecDeque::new(),
                 last_timestamp: 77,
+                ..Default::default()
             },
         );
         let bytes = m.to_snapshot_bytes();
@@ -929,6 +1123,129 @@ mod tests {
         let mut longer = good.clone();
         longer.push(0);
         assert!(ProducerStateManager::from_snapshot_bytes(&longer).is_err());
+    }
+
+    fn txn_batch(first_seq: i32, n: i32, first_offset: i64) -> BatchMetadata {
+        batch(first_seq, n, first_offset)
+    }
+
+    #[test]
+    fn transactional_batches_open_and_markers_close() {
+        let mut m = ProducerStateManager::new();
+        assert!(m.record_data(PID, 2, txn_batch(0, 2, 10), true));
+        assert!(
+            !m.record_data(PID, 2, txn_batch(2, 2, 20), true),
+            "continues"
+        );
+        assert_eq!(m.get(PID).unwrap().current_txn_first_offset, Some(10));
+        assert!(m.has_ongoing_txn(PID, 2));
+        assert!(!m.has_ongoing_txn(PID, 3));
+        assert_eq!(m.open_txns().collect::<Vec<_>>(), vec![(PID, 2, 10)]);
+        // Non-transactional batches are refused while it is open.
+        assert_eq!(
+            m.check_txn(PID, false).unwrap_err().error_code(),
+            INVALID_TXN_STATE
+        );
+        assert_eq!(m.check_txn(PID, true), Ok(()));
+        assert_eq!(m.check_txn(99, false), Ok(()));
+        // Marker checks: epoch, then coordinator epoch.
+        assert_eq!(
+            m.check_marker(PID, 1, 0).unwrap_err().error_code(),
+            INVALID_PRODUCER_EPOCH
+        );
+        assert_eq!(m.check_marker(PID, 2, 0), Ok(()));
+        assert_eq!(m.record_marker(PID, 2, 4, 555), Some(10));
+        let e = m.get(PID).unwrap();
+        assert_eq!(
+            (e.epoch, e.coordinator_epoch, e.last_timestamp),
+            (2, 4, 555)
+        );
+        assert_eq!(e.batches.len(), 2, "same epoch keeps the cached batches");
+        assert_eq!(e.current_txn_first_offset, None);
+        assert_eq!(
+            m.check_marker(PID, 2, 3).unwrap_err().error_code(),
+            TRANSACTION_COORDINATOR_FENCED
+        );
+        assert_eq!(m.record_marker(PID, 2, 4, 556), None, "nothing open");
+        // Sequences continue across transactions of one epoch.
+        assert_eq!(m.check(PID, 2, 4, 4), Ok(SequenceCheck::Append));
+        // A bumped marker fences the old epoch and clears the batches.
+        assert_eq!(m.record_marker(PID, 3, 4, 557), None);
+        let e = m.get(PID).unwrap();
+        assert!(e.batches.is_empty());
+        assert!(!e.sequence_unknown);
+        assert_eq!(
+            m.check(PID, 2, 4, 4).unwrap_err().error_code(),
+            INVALID_PRODUCER_EPOCH
+        );
+        assert_eq!(m.check(PID, 3, 4, 4), ooo(3, 0, 4));
+        assert_eq!(m.check(PID, 3, 0, 0), Ok(SequenceCheck::Append));
+    }
+
+    #[test]
+    fn coordinator_batches_without_sequence_are_not_cached() {
+        let mut m = ProducerStateManager::new();
+        let b = BatchMetadata {
+            first_seq: -1,
+            last_seq: -1,
+            first_offset: 7,
+            last_offset: 7,
+            timestamp: 9,
+        };
+        assert!(m.record_data(PID, 1, b, true));
+        let e = m.get(PID).unwrap();
+        assert!(e.batches.is_empty());
+        assert_eq!((e.epoch, e.current_txn_first_offset), (1, Some(7)));
+        assert_eq!(
+            m.check_epoch(PID, 0).unwrap_err().error_code(),
+            INVALID_PRODUCER_EPOCH
+        );
+    }
+
+    #[test]
+    fn marker_for_a_forgotten_producer_accepts_any_sequence() {
+        let mut m = ProducerStateManager::new();
+        assert_eq!(m.record_marker(PID, 4, 0, 1), None);
+        assert!(m.get(PID).unwrap().sequence_unknown);
+        assert_eq!(m.check(PID, 4, 17, 18), Ok(SequenceCheck::Append));
+        assert!(m.check(PID, 3, 0, 0).is_err(), "still fenced");
+        m.record(PID, 4, batch(17, 2, 0));
+        assert!(!m.get(PID).unwrap().sequence_unknown);
+        assert_eq!(m.check(PID, 4, 20, 20), ooo(4, 19, 20));
+    }
+
+    #[test]
+    fn open_transactions_survive_truncate_head_and_snapshots() {
+        let mut m = three_producers();
+        m.record_data(1, 0, batch(20, 5, 60), true); // producer 1 opens at 60
+        m.record_marker(2, 4, 9, 70);
+        m.truncate_head(1_000);
+        let ids: Vec<i64> = m.iter().map(|(id, _)| id).collect();
+        assert_eq!(ids, vec![1], "only the producer with an open txn is kept");
+        let mut m = three_producers();
+        m.record_data(1, 0, batch(20, 5, 60), true);
+        m.record_marker(2, 4, 9, 70);
+        let bytes = m.to_snapshot_bytes();
+        // Producer 1's entry: CoordinatorEpoch -1, CurrentTxnFirstOffset 60.
+        let e1 = &bytes[10..10 + SNAPSHOT_ENTRY_LEN];
+        assert_eq!(&e1[34..38], &(-1i32).to_be_bytes());
+        assert_eq!(&e1[38..46], &60i64.to_be_bytes());
+        // Producer 2's: CoordinatorEpoch 9, no transaction.
+        let e2 = &bytes[10 + SNAPSHOT_ENTRY_LEN..10 + 2 * SNAPSHOT_ENTRY_LEN];
+        assert_eq!(&e2[34..38], &9i32.to_be_bytes());
+        assert_eq!(&e2[38..46], &(-1i64).to_be_bytes());
+        let back = ProducerStateManager::from_snapshot_bytes(&bytes).unwrap();
+        // (One Timestamp field per entry: a marker's time becomes the
+        // newest batch's on load, as in Kafka.)
+        assert_eq!(back.to_snapshot_bytes(), bytes);
+        assert_eq!(back.open_txns().collect::<Vec<_>>(), vec![(1, 0, 60)]);
+        assert_eq!(back.get(2).unwrap().coordinator_epoch, 9);
+        // Tail truncation drops a transaction starting at or after the cut.
+        let mut t = back.clone();
+        t.truncate_tail(61);
+        assert_eq!(t.open_txns().count(), 1);
+        t.truncate_tail(60);
+        assert_eq!(t.open_txns().count(), 0);
     }
 
     proptest! {

@@ -1,5 +1,7 @@
 //! One log segment: `<base>.log` holding record batches exactly as stored
-//! (offsets assigned), with its sparse `.index` and `.timeindex`.
+//! (offsets assigned), with its sparse `.index` and `.timeindex`, and the
+//! `.txnindex` of the aborted transactions whose ABORT marker is in it
+//! (created on the first abort, as Kafka does).
 //!
 //! The `.log` file only grows at its end while the segment is active, so any
 //! byte range below `size` is immutable: readers copy an `Arc<File>` and a
@@ -13,6 +15,7 @@ use std::sync::Arc;
 
 use super::batch::{BatchHeader, HEADER_LEN};
 use super::index::{OffsetIndex, TimeIndex};
+use super::txn_index::{AbortedTxn, TxnIndex};
 
 /// Read granularity for scans (recovery, index rebuild, producer replay).
 const SCAN_CHUNK: usize = 1 << 20;
@@ -57,7 +60,15 @@ pub struct Segment {
     pub created_ms: i64,
     /// Written since its last fsync.
     pub dirty: bool,
+    /// `<base>.txnindex`, opened when the file exists or on the first abort.
+    txn_index: Option<TxnIndex>,
+    /// The transaction index has entries not yet fsynced; `.1`: the file was
+    /// created since (its directory entry needs a sync too).
+    txn_index_unsynced: Option<bool>,
 }
+
+/// Extensions of the files that belong to a segment.
+pub const SEGMENT_FILE_EXTENSIONS: [&str; 4] = ["log", "index", "timeindex", "txnindex"];
 
 /// What a [`scan`] learns of a range of batches.
 #[derive(Default)]
@@ -88,6 +99,10 @@ impl Segment {
             OffsetIndex::open(&dir.join(file_name(base_offset, "index")), base_offset)?;
         let time_index =
             TimeIndex::open(&dir.join(file_name(base_offset, "timeindex")), base_offset)?;
+        match fs::remove_file(dir.join(file_name(base_offset, "txnindex"))) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
         let mut seg = Segment {
             base_offset,
             file: Arc::new(file),
@@ -102,6 +117,8 @@ impl Segment {
             roll_base_timestamp: None,
             created_ms: now_ms,
             dirty: true,
+            txn_index: None,
+            txn_index_unsynced: None,
         };
         seg.offset_index.clear()?;
         seg.time_index.clear()?;
@@ -132,6 +149,20 @@ impl Segment {
             OffsetIndex::open(&dir.join(file_name(base_offset, "index")), base_offset)?;
         let time_index =
             TimeIndex::open(&dir.join(file_name(base_offset, "timeindex")), base_offset)?;
+        let txn_path = dir.join(file_name(base_offset, "txnindex"));
+        let txn_index = if txn_path.exists() {
+            let idx = TxnIndex::open(&txn_path, base_offset)?;
+            if idx.dropped_on_open() > 0 {
+                tracing::warn!(
+                    path = %txn_path.display(),
+                    dropped = idx.dropped_on_open(),
+                    "transaction index had invalid entries; truncated"
+                );
+            }
+            Some(idx)
+        } else {
+            None
+        };
         let mut seg = Segment {
             base_offset,
             file: Arc::new(file),
@@ -146,6 +177,8 @@ impl Segment {
             roll_base_timestamp: None,
             created_ms,
             dirty: false,
+            txn_index,
+            txn_index_unsynced: None,
         };
         let index_suspect = seg.offset_index.dropped_on_open() > 0
             || seg.time_index.dropped_on_open() > 0
@@ -230,6 +263,8 @@ impl Segment {
         }
         self.size = summary.valid_len;
         self.next_offset = summary.next_offset.unwrap_or(self.base_offset);
+        // Aborts whose marker was cut off are gone with it.
+        self.truncate_txn_index_from(self.next_offset)?;
         self.bytes_since_index = since_index;
         self.max_timestamp = max_ts.0;
         self.offset_of_max_timestamp = max_ts.1;
@@ -319,9 +354,86 @@ impl Segment {
         self.file.clone()
     }
 
-    pub fn sync_indexes(&self) -> io::Result<()> {
+    pub fn sync_indexes(&mut self) -> io::Result<()> {
         self.offset_index.sync()?;
-        self.time_index.sync()
+        self.time_index.sync()?;
+        if let Some(idx) = &self.txn_index {
+            idx.sync()?;
+        }
+        self.txn_index_unsynced = None;
+        Ok(())
+    }
+
+    fn txn_index_path(&self) -> PathBuf {
+        self.log_path.with_extension("txnindex")
+    }
+
+    /// Appends an aborted transaction whose ABORT marker is in this segment
+    /// to `<base>.txnindex`, creating the file on the first one.
+    pub fn append_aborted(&mut self, txn: AbortedTxn) -> io::Result<()> {
+        let created = match &mut self.txn_index {
+            Some(idx) => {
+                idx.append(txn)?;
+                false
+            }
+            None => {
+                let mut idx = TxnIndex::open(&self.txn_index_path(), self.base_offset)?;
+                idx.append(txn)?;
+                self.txn_index = Some(idx);
+                true
+            }
+        };
+        let was_created = self.txn_index_unsynced.unwrap_or(false);
+        self.txn_index_unsynced = Some(was_created || created);
+        Ok(())
+    }
+
+    /// The aborted transactions indexed in this segment, in marker order.
+    pub fn aborted_txns(&self) -> &[AbortedTxn] {
+        self.txn_index.as_ref().map_or(&[], |idx| idx.all())
+    }
+
+    /// Kafka's `LogSegment.collectAbortedTxns`: see
+    /// [`TxnIndex::collect_aborted`]. A segment without a transaction index
+    /// has nothing and does not end the search.
+    pub fn collect_aborted(&self, fetch_offset: i64, upper_bound: i64) -> (Vec<AbortedTxn>, bool) {
+        match &self.txn_index {
+            Some(idx) => idx.collect_aborted(fetch_offset, upper_bound),
+            None => (Vec::new(), false),
+        }
+    }
+
+    /// Removes the transaction index entries whose marker is at or after
+    /// `offset`.
+    pub fn truncate_txn_index_from(&mut self, offset: i64) -> io::Result<()> {
+        if let Some(idx) = &mut self.txn_index {
+            idx.truncate_from_offset(offset)?;
+        }
+        Ok(())
+    }
+
+    /// Entries the transaction index dropped when it was opened (a torn or
+    /// invalid file).
+    pub fn txn_index_dropped_on_open(&self) -> usize {
+        self.txn_index
+            .as_ref()
+            .map_or(0, |idx| idx.dropped_on_open())
+    }
+
+    /// The transaction index file to fsync, if it has unsynced entries (and
+    /// whether it was created since, so its directory needs a sync too);
+    /// the caller syncs it outside the partition lock.
+    pub fn take_unsynced_txn_index(&mut self) -> Option<(PathBuf, bool)> {
+        let created = self.txn_index_unsynced.take()?;
+        Some((self.txn_index_path(), created))
+    }
+
+    /// Marks the transaction index unsynced again after a failed fsync.
+    pub fn mark_txn_index_unsynced(&mut self, created: bool) {
+        if self.txn_index.is_some() {
+            let was = self.txn_index_unsynced.unwrap_or(false);
+            self.txn_index_unsynced = Some(was || created);
+        }
     }
 
     /// Removes the batches at and after `offset`.
@@ -348,7 +460,7 @@ impl Segment {
 
     /// Deletes the segment's files. Open readers keep their `Arc<File>`.
     pub fn delete_files(&self, dir: &Path) -> io::Result<()> {
-        for ext in ["log", "index", "timeindex"] {
+        for ext in SEGMENT_FILE_EXTENSIONS {
             match fs::remove_file(dir.join(file_name(self.base_offset, ext))) {
                 Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
                 _ => {}

@@ -3,7 +3,9 @@
 //! `firstUndecidedOffset`, `completeTxn`, `lastStableOffset(CompletedTxn)`)
 //! and `UnifiedLog`'s LSO rule, kept in memory only.
 //!
-//! Not wired into the partition log yet; no snapshot format.
+//! Kept in the partition log's state next to the producer state (which holds
+//! the same open transactions per producer for snapshots); rebuilt on open
+//! from the snapshot's CurrentTxnFirstOffset fields and a log replay.
 //!
 //! # Rules
 //!
