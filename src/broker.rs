@@ -102,6 +102,7 @@ impl BrokerHandle {
             t.abort();
         }
         self.broker.groups.stop();
+        self.broker.txns.stop();
         let logs = self.broker.logs.clone();
         tokio::task::spawn_blocking(move || logs.shutdown())
             .await
@@ -184,6 +185,9 @@ pub async fn start(config: BrokerConfig) -> anyhow::Result<BrokerHandle> {
     });
     if let Err(code) = broker.groups.start_if_present(&broker).await {
         anyhow::bail!("starting the group coordinator failed (error {code})");
+    }
+    if let Err(code) = broker.txns.start_if_present(&broker).await {
+        anyhow::bail!("starting the transaction coordinator failed (error {code})");
     }
     let background = broker.logs.start_background(
         broker.config.log_retention_check_interval_ms,

@@ -57,6 +57,15 @@ fn every_supported_api_is_covered() {
         ApiKey::ListGroups,
         ApiKey::DeleteGroups,
         ApiKey::OffsetDelete,
+        // The transaction APIs: tests/txn_versions.rs.
+        ApiKey::TxnOffsetCommit,
+        ApiKey::AddPartitionsToTxn,
+        ApiKey::AddOffsetsToTxn,
+        ApiKey::EndTxn,
+        ApiKey::WriteTxnMarkers,
+        ApiKey::DescribeTransactions,
+        ApiKey::ListTransactions,
+        ApiKey::DescribeProducers,
     ];
     for spec in SUPPORTED {
         assert!(covered.contains(&spec.key), "{:?} has no test", spec.key);

@@ -1,6 +1,6 @@
 //! The group APIs: FindCoordinator, JoinGroup, SyncGroup, Heartbeat,
-//! LeaveGroup, OffsetCommit, OffsetFetch, DescribeGroups, ListGroups,
-//! DeleteGroups, OffsetDelete. Requests are translated for the owning shard
+//! LeaveGroup, OffsetCommit, TxnOffsetCommit, OffsetFetch, DescribeGroups,
+//! ListGroups, DeleteGroups, OffsetDelete. Requests are translated for the owning shard
 //! of the group coordinator (`coordinator::group`), and its answers shaped
 //! for the request's version.
 
@@ -21,6 +21,9 @@ use kafka_protocol::messages::offset_fetch_response::{
     OffsetFetchResponseGroup, OffsetFetchResponsePartition, OffsetFetchResponsePartitions,
     OffsetFetchResponseTopic, OffsetFetchResponseTopics,
 };
+use kafka_protocol::messages::txn_offset_commit_response::{
+    TxnOffsetCommitResponsePartition, TxnOffsetCommitResponseTopic,
+};
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 
@@ -28,8 +31,9 @@ use super::{str_bytes as s, Code, RequestContext, ResponseFuture, NO_ERROR};
 use crate::broker::Broker;
 use crate::coordinator::group::shard::{
     join_error, sync_error, CommitPartition, CommitRequest, FetchedOffset, JoinRequest, MemberRef,
-    SyncRequest,
+    SyncRequest, TxnCommitRequest,
 };
+use crate::coordinator::group::OFFSETS_TOPIC;
 
 /// FindCoordinator key types.
 const KEY_GROUP: i8 = 0;
@@ -61,9 +65,10 @@ pub fn find_coordinator(ctx: RequestContext, req: FindCoordinatorRequest) -> Res
                     Ok(_) => NO_ERROR,
                     Err(code) => code,
                 },
-                // Transactions are not supported yet; answer as an
-                // unauthorized transactional id so clients fail fast.
-                KEY_TRANSACTION => Code::TransactionalIdAuthorizationFailed.code(),
+                KEY_TRANSACTION => match ctx.broker.txns.shard_of(&ctx.broker, &key).await {
+                    Ok(_) => NO_ERROR,
+                    Err(code) => code,
+                },
                 _ => Code::InvalidRequest.code(),
             };
             coordinators.push(coordinator_for(&ctx.broker, key, code));
@@ -353,19 +358,132 @@ pub fn offset_commit(ctx: RequestContext, req: OffsetCommitRequest) -> ResponseF
     })
 }
 
+/// TxnOffsetCommit v0-v4 (Kafka's `handleTxnOffsetCommitRequest` and
+/// `commitTransactionalOffsets`): after the transaction is verified (the
+/// offsets partition of the group must be in it), the offsets are written
+/// as the producer's transactional records and stay pending until the
+/// transaction coordinator's marker.
+pub fn txn_offset_commit(ctx: RequestContext, req: TxnOffsetCommitRequest) -> ResponseFuture {
+    Box::pin(async move {
+        let image = ctx.broker.metadata.image();
+        let mut partitions = Vec::new();
+        for t in &req.topics {
+            let info = image.topic(t.name.as_str());
+            for p in &t.partitions {
+                let exists = info.is_some_and(|i| (0..i.partitions).contains(&p.partition_index));
+                partitions.push(CommitPartition {
+                    topic: t.name.to_string(),
+                    partition: p.partition_index,
+                    offset: p.committed_offset,
+                    leader_epoch: if ctx.version >= 2 {
+                        p.committed_leader_epoch
+                    } else {
+                        -1
+                    },
+                    metadata: opt_string(&p.committed_metadata),
+                    error: if exists {
+                        NO_ERROR
+                    } else {
+                        Code::UnknownTopicOrPartition.code()
+                    },
+                });
+            }
+        }
+        let count = partitions.len();
+        let group_id = req.group_id.to_string();
+        let errors = if partitions.iter().all(|p| p.error != NO_ERROR) {
+            // Nothing left to commit (Kafka answers without the coordinator).
+            partitions.iter().map(|p| p.error).collect()
+        } else if group_id.is_empty() {
+            vec![Code::InvalidGroupId.code(); count]
+        } else {
+            let commit = TxnCommitRequest {
+                group_id: group_id.clone(),
+                producer_id: req.producer_id.0,
+                producer_epoch: req.producer_epoch,
+                generation: req.generation_id,
+                member_id: req.member_id.to_string(),
+                group_instance_id: opt_string(&req.group_instance_id),
+                partitions,
+            };
+            txn_commit(&ctx.broker, &req.transactional_id, commit, ctx.version)
+                .await
+                .unwrap_or_else(|code| vec![code; count])
+        };
+        let mut errors = errors.into_iter();
+        let topics = req
+            .topics
+            .iter()
+            .map(|t| {
+                let partitions = t
+                    .partitions
+                    .iter()
+                    .map(|p| {
+                        TxnOffsetCommitResponsePartition::default()
+                            .with_partition_index(p.partition_index)
+                            .with_error_code(errors.next().unwrap_or(NO_ERROR))
+                    })
+                    .collect();
+                TxnOffsetCommitResponseTopic::default()
+                    .with_name(t.name.clone())
+                    .with_partitions(partitions)
+            })
+            .collect();
+        ctx.encode(&TxnOffsetCommitResponse::default().with_topics(topics))
+    })
+}
+
+/// Verifies the transaction for the group's offsets partition, then
+/// commits on the group's shard; `Err` answers every partition.
+async fn txn_commit(
+    broker: &Arc<Broker>,
+    transactional_id: &str,
+    commit: TxnCommitRequest,
+    version: i16,
+) -> Result<Vec<i16>, i16> {
+    let shard = broker.groups.shard_of(broker, &commit.group_id).await?;
+    broker
+        .txns
+        .verify(
+            transactional_id,
+            commit.producer_id,
+            commit.producer_epoch,
+            OFFSETS_TOPIC,
+            shard as i32,
+        )
+        .map_err(|code| {
+            // v4+ clients know TRANSACTION_ABORTABLE (KIP-890), as Produce
+            // v11+ do: the offsets partition is not in the transaction.
+            if code == Code::InvalidTxnState.code() && version >= 4 {
+                Code::TransactionAbortable.code()
+            } else {
+                code
+            }
+        })?;
+    broker
+        .groups
+        .call_shard(broker, shard, move |s, now, out| {
+            s.txn_commit(commit, now, out)
+        })
+        .await
+}
+
 type TopicPartitions = Vec<(String, Vec<i32>)>;
 
-/// Committed offsets of one group, or a group-level error.
+/// Committed offsets of one group, or a group-level error. With
+/// `require_stable`, partitions with pending transactional offsets answer
+/// UNSTABLE_OFFSET_COMMIT.
 async fn fetch_group_offsets(
     broker: &Arc<Broker>,
     group_id: &str,
     topics: Option<TopicPartitions>,
+    require_stable: bool,
 ) -> Result<Vec<(String, Vec<FetchedOffset>)>, i16> {
     let gid = group_id.to_owned();
     broker
         .groups
         .call(broker, group_id, move |shard, _, _| {
-            shard.fetch_offsets(&gid, topics.as_deref())
+            shard.fetch_offsets_with(&gid, topics.as_deref(), require_stable)
         })
         .await
 }
@@ -378,6 +496,7 @@ fn grouped_topics(found: Vec<(String, Vec<FetchedOffset>)>) -> Vec<OffsetFetchRe
             .with_committed_offset(o.offset)
             .with_committed_leader_epoch(o.leader_epoch)
             .with_metadata(Some(s(&o.metadata)))
+            .with_error_code(o.error)
     };
     found
         .into_iter()
@@ -400,6 +519,7 @@ fn single_group_topics(
             .with_committed_offset(o.offset)
             .with_committed_leader_epoch(if version >= 5 { o.leader_epoch } else { -1 })
             .with_metadata(Some(s(&o.metadata)))
+            .with_error_code(o.error)
     };
     found
         .into_iter()
@@ -415,6 +535,9 @@ pub fn offset_fetch(ctx: RequestContext, req: OffsetFetchRequest) -> ResponseFut
     Box::pin(async move {
         let broker = ctx.broker.clone();
         let mut resp = OffsetFetchResponse::default();
+        // v7+: isolation.level=read_committed consumers ask for offsets no
+        // open transaction is about to change.
+        let require_stable = ctx.version >= 7 && req.require_stable;
         if ctx.version >= 8 {
             for g in &req.groups {
                 let topics = g.topics.as_ref().map(|ts| {
@@ -424,7 +547,7 @@ pub fn offset_fetch(ctx: RequestContext, req: OffsetFetchRequest) -> ResponseFut
                 });
                 let mut group =
                     OffsetFetchResponseGroup::default().with_group_id(g.group_id.clone());
-                match fetch_group_offsets(&broker, &g.group_id, topics).await {
+                match fetch_group_offsets(&broker, &g.group_id, topics, require_stable).await {
                     Ok(found) => group.topics = grouped_topics(found),
                     Err(code) => group.error_code = code,
                 }
@@ -436,7 +559,7 @@ pub fn offset_fetch(ctx: RequestContext, req: OffsetFetchRequest) -> ResponseFut
                     .map(|t| (t.name.to_string(), t.partition_indexes.clone()))
                     .collect()
             });
-            match fetch_group_offsets(&broker, &req.group_id, topics).await {
+            match fetch_group_offsets(&broker, &req.group_id, topics, require_stable).await {
                 Ok(found) => resp.topics = single_group_topics(found, ctx.version),
                 Err(code) if ctx.version >= 2 => resp.error_code = code,
                 Err(code) => {

@@ -13,6 +13,7 @@ mod offsets;
 mod produce;
 mod producer_id;
 mod topics;
+mod txn;
 mod versions;
 
 use std::future::Future;
@@ -109,8 +110,20 @@ pub fn dispatch(
         ApiKey::DeleteTopics => ctx.ready(&topics::delete_topics(&ctx, ctx.decode(body)?)),
         ApiKey::DescribeConfigs => ctx.ready(&configs::describe_configs(&ctx, ctx.decode(body)?)),
         ApiKey::InitProducerId => {
-            ctx.ready(&producer_id::init_producer_id(&ctx, ctx.decode(body)?))
+            let req: kafka_protocol::messages::InitProducerIdRequest = ctx.decode(body)?;
+            if req.transactional_id.is_some() {
+                txn::init_producer_id(ctx.clone(), req)
+            } else {
+                ctx.ready(&producer_id::init_producer_id(&ctx))
+            }
         }
+        ApiKey::AddPartitionsToTxn => txn::add_partitions_to_txn(ctx.clone(), ctx.decode(body)?),
+        ApiKey::AddOffsetsToTxn => txn::add_offsets_to_txn(ctx.clone(), ctx.decode(body)?),
+        ApiKey::EndTxn => txn::end_txn(ctx.clone(), ctx.decode(body)?),
+        ApiKey::WriteTxnMarkers => txn::write_txn_markers(ctx.clone(), ctx.decode(body)?),
+        ApiKey::DescribeTransactions => txn::describe_transactions(ctx.clone(), ctx.decode(body)?),
+        ApiKey::ListTransactions => txn::list_transactions(ctx.clone(), ctx.decode(body)?),
+        ApiKey::DescribeProducers => ctx.ready(&txn::describe_producers(&ctx, ctx.decode(body)?)),
         ApiKey::FindCoordinator => group::find_coordinator(ctx.clone(), ctx.decode(body)?),
         ApiKey::JoinGroup => group::join_group(ctx.clone(), ctx.decode(body)?),
         ApiKey::SyncGroup => group::sync_group(ctx.clone(), ctx.decode(body)?),
@@ -122,6 +135,7 @@ pub fn dispatch(
         ApiKey::DescribeGroups => group::describe_groups(ctx.clone(), ctx.decode(body)?),
         ApiKey::ListGroups => group::list_groups(ctx.clone(), ctx.decode(body)?),
         ApiKey::DeleteGroups => group::delete_groups(ctx.clone(), ctx.decode(body)?),
+        ApiKey::TxnOffsetCommit => group::txn_offset_commit(ctx.clone(), ctx.decode(body)?),
         other => {
             // The version gate admits only keys in the table, and the table
             // lists only keys handled above; reaching this is a bug.

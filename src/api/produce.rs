@@ -8,6 +8,7 @@ use kafka_protocol::messages::produce_response::{PartitionProduceResponse, Topic
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 
 use super::{Code, RequestContext, ResponseFuture, NO_ERROR};
+use crate::log::partition::TxnVerificationGuard;
 use crate::log::{now_ms, LogError, PartitionLog};
 use crate::protocol::{HeaderPrefix, ProtocolError};
 
@@ -41,16 +42,31 @@ pub fn handle(ctx: RequestContext, req: ProduceRequest) -> ResponseFuture {
             let log = info.and_then(|i| broker.logs.get(&i.id, p.index));
             let code = if !matches!(acks, -1..=1) {
                 Code::InvalidRequiredAcks.code()
-            } else if req.transactional_id.is_some() {
-                // Transactions arrive with the transaction coordinator.
-                Code::TransactionalIdAuthorizationFailed.code()
             } else if internal {
                 Code::InvalidTopicException.code()
             } else if ctx.version < 7 && p.records.as_deref().is_some_and(is_zstd) {
                 // Kafka: ZStandard needs Produce v7+ (KIP-110).
                 Code::UnsupportedCompressionType.code()
             } else if let Some(log) = log {
-                match p.records.as_deref().map(|r| log.append_as_leader(r, now)) {
+                let txn_id = req.transactional_id.as_ref().map(|t| t.as_str());
+                let failed = |e: LogError| {
+                    log_unexpected(&e, &log);
+                    e.error_code()
+                };
+                let appended = p.records.as_deref().map(|r| {
+                    match verify_txn(&broker, txn_id, &log, r) {
+                        Ok(None) => log.append_as_leader(r, now).map_err(failed),
+                        Ok(Some(guard)) => {
+                            log.append_as_leader_verified(r, now, guard).map_err(failed)
+                        }
+                        // Produce v11+ clients know TRANSACTION_ABORTABLE (KIP-890).
+                        Err(code) if code == Code::InvalidTxnState.code() && ctx.version >= 11 => {
+                            Err(Code::TransactionAbortable.code())
+                        }
+                        Err(code) => Err(code),
+                    }
+                });
+                match appended {
                     Some(Ok(appended)) => {
                         resp.base_offset = appended.base_offset;
                         resp.log_append_time_ms = appended.log_append_time;
@@ -65,10 +81,7 @@ pub fn handle(ctx: RequestContext, req: ProduceRequest) -> ResponseFuture {
                         }
                         NO_ERROR
                     }
-                    Some(Err(e)) => {
-                        log_unexpected(&e, &log);
-                        e.error_code()
-                    }
+                    Some(Err(code)) => code,
                     None => Code::InvalidRecord.code(),
                 }
             } else {
@@ -100,6 +113,42 @@ pub fn handle(ctx: RequestContext, req: ProduceRequest) -> ResponseFuture {
         }
         ctx.encode(&ProduceResponse::default().with_responses(responses))
     })
+}
+
+/// KIP-890 part 1: the first transactional batch of a producer in a
+/// partition must belong to a transaction the coordinator knows includes the
+/// partition, so a zombie or a late retry cannot open a transaction nobody
+/// will ever close (a "hanging" transaction would hold the LSO forever).
+/// `Ok(Some(guard))`: verified, append with the guard (it refuses the batch
+/// if the transaction ended in between); `Ok(None)`: nothing to verify.
+fn verify_txn(
+    broker: &crate::broker::Broker,
+    transactional_id: Option<&str>,
+    log: &PartitionLog,
+    records: &[u8],
+) -> Result<Option<TxnVerificationGuard>, i16> {
+    let Ok(header) = crate::log::batch::BatchHeader::parse(records) else {
+        return Ok(None); // the append reports the broken batch
+    };
+    if !header.is_transactional() || header.is_control() {
+        return Ok(None);
+    }
+    let Some(id) = transactional_id else {
+        // Kafka: transactional records need the request's transactional id.
+        return Err(Code::InvalidTxnState.code());
+    };
+    if !log.needs_txn_verification(header.producer_id, header.producer_epoch) {
+        return Ok(None);
+    }
+    let guard = log.txn_verification_guard();
+    broker.txns.verify(
+        id,
+        header.producer_id,
+        header.producer_epoch,
+        &log.topic,
+        log.partition,
+    )?;
+    Ok(Some(guard))
 }
 
 /// The batch's compression codec (attributes bits 0-2) is zstd (4).

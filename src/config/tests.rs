@@ -947,6 +947,31 @@ fn shipped_example_file_loads_to_the_defaults() {
     assert_eq!(c.num_partitions, d.num_partitions);
     assert_eq!(c.node_id, d.node_id);
     assert_eq!(c.group, d.group);
+    assert_eq!(c.txn, d.txn);
+}
+
+#[test]
+fn txn_config_defaults_and_overrides() {
+    let c = BrokerConfig::load(None, Vec::new(), &[]).unwrap();
+    assert_eq!(
+        c.txn,
+        crate::config::TxnConfig {
+            state_log_num_partitions: 50,
+            state_log_segment_bytes: 104_857_600,
+            max_timeout_ms: 900_000,
+            id_expiration_ms: 604_800_000,
+            abort_timed_out_interval_ms: 10_000,
+            remove_expired_interval_ms: 3_600_000,
+            partition_verification: true,
+        }
+    );
+    let mut c = c;
+    c.set("transaction.max.timeout.ms", "1000").unwrap();
+    c.set("transaction.partition.verification.enable", "false")
+        .unwrap();
+    assert_eq!(c.txn.max_timeout_ms, 1000);
+    assert!(!c.txn.partition_verification);
+    assert!(c.set("transaction.state.log.num.partitions", "0").is_err());
 }
 
 #[test]

@@ -127,6 +127,11 @@ impl<S: Send + 'static> Shards<S> {
             .map(Vec::as_slice)
     }
 
+    /// The senders once started.
+    pub fn senders(&self) -> Option<&[mpsc::UnboundedSender<Op<S>>]> {
+        self.senders.get().map(Vec::as_slice)
+    }
+
     /// How many shards run, without starting them.
     pub fn running(&self) -> Option<usize> {
         self.senders.get().map(Vec::len)
@@ -251,6 +256,107 @@ pub async fn write_outcome(
     } else if rolled {
         logs.flush_in_background(log.clone());
     }
+    Ok(())
+}
+
+/// Applies one operation to a shard. A bug that panics inside it must not
+/// take the shard down: the panic is contained, what the operation added to
+/// `out` is dropped (its caller gets COORDINATOR_NOT_AVAILABLE), and `false`
+/// tells the owner task to rebuild the shard from its log.
+pub fn apply_contained<S>(
+    shard: &mut S,
+    op: Op<S>,
+    now_ms: i64,
+    out: &mut Outcome,
+    log: &PartitionLog,
+) -> bool {
+    let before = (out.records.len(), out.txn_writes.len(), out.replies.len());
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| op(shard, now_ms, out)));
+    if result.is_err() {
+        tracing::error!(
+            topic = %log.topic,
+            partition = log.partition,
+            "a coordinator operation panicked; reloading the shard"
+        );
+        out.records.truncate(before.0);
+        out.txn_writes.truncate(before.1);
+        out.replies.truncate(before.2);
+        return false;
+    }
+    true
+}
+
+/// Writes an outcome, waits for durability, then releases its replies —
+/// with COORDINATOR_NOT_AVAILABLE if the write failed, in which case the
+/// owner must rebuild the shard (its memory holds what was not written).
+pub async fn write_and_reply(
+    log: &Arc<PartitionLog>,
+    logs: &Arc<LogManager>,
+    now_ms: i64,
+    out: Outcome,
+) -> anyhow::Result<()> {
+    let Outcome {
+        records,
+        txn_writes,
+        replies,
+    } = out;
+    let result = write_outcome(log, logs, now_ms, &records, &txn_writes).await;
+    if let Err(e) = &result {
+        tracing::error!(
+            topic = %log.topic,
+            partition = log.partition,
+            "writing coordinator records failed: {e}; reloading the shard"
+        );
+    }
+    let error = result
+        .is_err()
+        .then(|| Code::CoordinatorNotAvailable.code());
+    for reply in replies {
+        reply(error);
+    }
+    result
+}
+
+/// The end of a shard reload: `true` if it worked. If it failed the shard
+/// must not serve from memory it cannot trust (an empty group shard would
+/// answer "no committed offset" and consumers would reset): the owner task
+/// stops, and every request for the shard gets COORDINATOR_NOT_AVAILABLE.
+pub fn reloaded(result: anyhow::Result<()>, log: &PartitionLog) -> bool {
+    match result {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::error!(
+                topic = %log.topic,
+                partition = log.partition,
+                "loading a coordinator shard failed, it is unavailable: {e}"
+            );
+            false
+        }
+    }
+}
+
+/// Keeps an internal partition bounded: rolls, writes `live` (the shard's
+/// whole state) into the new segment, makes it durable, then moves the log
+/// start past everything before it. History before the rewrite is gone.
+pub async fn rewrite(
+    log: &Arc<PartitionLog>,
+    logs: &Arc<LogManager>,
+    now_ms: i64,
+    live: &[Record],
+) -> anyhow::Result<()> {
+    log.roll_now(now_ms)?;
+    let start = log.log_end_offset();
+    write_outcome(log, logs, now_ms, live, &[]).await?;
+    // The rewrite must be on disk before what it replaces is deleted.
+    logs.flush(log.clone()).await?;
+    log.delete_records_before(start)?;
+    tracing::info!(
+        topic = %log.topic,
+        partition = log.partition,
+        live = live.len(),
+        new_start = start,
+        "rewrote internal partition"
+    );
     Ok(())
 }
 

@@ -56,7 +56,10 @@ pub fn usable_topic_id(id: &Uuid) -> bool {
 /// as internal in Metadata, refused to Produce and DeleteTopics, never
 /// auto-created by Metadata. The transaction log joins them with
 /// transactions.
-pub const INTERNAL_TOPICS: &[&str] = &[crate::coordinator::group::OFFSETS_TOPIC];
+pub const INTERNAL_TOPICS: &[&str] = &[
+    crate::coordinator::group::OFFSETS_TOPIC,
+    crate::coordinator::txn::TXN_STATE_TOPIC,
+];
 
 pub fn is_internal(name: &str) -> bool {
     INTERNAL_TOPICS.contains(&name)

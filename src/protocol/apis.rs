@@ -40,6 +40,17 @@ pub const SUPPORTED: &[ApiSpec] = &[
     api(ApiKey::ListGroups, 0, 5),
     api(ApiKey::DeleteGroups, 0, 2),
     api(ApiKey::OffsetDelete, 0, 0),
+    api(ApiKey::TxnOffsetCommit, 0, 4),
+    // Transactions, version 1 (no KIP-890 part 2: EndTxn v5 and
+    // TxnOffsetCommit v5 imply it, and `transaction.version` is not
+    // advertised, so clients add partitions explicitly).
+    api(ApiKey::AddPartitionsToTxn, 0, 5),
+    api(ApiKey::AddOffsetsToTxn, 0, 4),
+    api(ApiKey::EndTxn, 0, 4),
+    api(ApiKey::WriteTxnMarkers, 1, 1),
+    api(ApiKey::DescribeTransactions, 0, 0),
+    api(ApiKey::ListTransactions, 0, 1),
+    api(ApiKey::DescribeProducers, 0, 0),
 ];
 
 /// Produce versions below this carry magic 0/1 message sets, which Kafka 4
@@ -83,6 +94,14 @@ mod tests {
             ApiKey::ListGroups => ListGroupsRequest::VERSIONS,
             ApiKey::DeleteGroups => DeleteGroupsRequest::VERSIONS,
             ApiKey::OffsetDelete => OffsetDeleteRequest::VERSIONS,
+            ApiKey::TxnOffsetCommit => TxnOffsetCommitRequest::VERSIONS,
+            ApiKey::AddPartitionsToTxn => AddPartitionsToTxnRequest::VERSIONS,
+            ApiKey::AddOffsetsToTxn => AddOffsetsToTxnRequest::VERSIONS,
+            ApiKey::EndTxn => EndTxnRequest::VERSIONS,
+            ApiKey::WriteTxnMarkers => WriteTxnMarkersRequest::VERSIONS,
+            ApiKey::DescribeTransactions => DescribeTransactionsRequest::VERSIONS,
+            ApiKey::ListTransactions => ListTransactionsRequest::VERSIONS,
+            ApiKey::DescribeProducers => DescribeProducersRequest::VERSIONS,
             other => panic!("{other:?} missing from the test's table"),
         };
         (r.min, r.max)

@@ -49,6 +49,48 @@ impl Member {
     }
 }
 
+/// Where a record stands in the `__consumer_offsets` partition, to tell
+/// which of a plain and a transactional commit of one partition is newer
+/// (Kafka compares their record offsets). Replayed records stand at their
+/// log offset; records written since are ordered as `write_outcome` writes
+/// them: by outcome (a number above every replayed offset), then the plain
+/// records before the transactional writes, each in order.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct LogPos {
+    pub seq: i64,
+    /// 0: a plain record, 1: a transactional write.
+    pub class: u8,
+    pub index: u32,
+}
+
+impl LogPos {
+    /// A record read back at log offset `offset`.
+    pub fn at_offset(offset: i64) -> LogPos {
+        LogPos {
+            seq: offset,
+            class: 0,
+            index: 0,
+        }
+    }
+}
+
+/// A committed offset and where its record stands.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Committed {
+    pub value: OffsetValue,
+    pub pos: LogPos,
+}
+
+/// A transactional offset commit waiting for its transaction's marker.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PendingOffset {
+    pub value: OffsetValue,
+    pub pos: LogPos,
+    /// The producer epoch it was written with (a compacting rewrite writes
+    /// it again with this epoch).
+    pub producer_epoch: i16,
+}
+
 pub struct ClassicGroup {
     pub id: String,
     pub state: GroupState,
@@ -78,8 +120,13 @@ pub struct ClassicGroup {
     /// The end of the sync phase: members still in `pending_sync` then are
     /// removed.
     pub sync_deadline: Option<i64>,
-    /// Committed offsets, exactly as stored (OffsetCommitValue).
-    pub offsets: BTreeMap<(String, i32), OffsetValue>,
+    /// Committed offsets, exactly as stored (OffsetCommitValue), with where
+    /// their record stands in the partition.
+    pub offsets: BTreeMap<(String, i32), Committed>,
+    /// Transactional offset commits not yet completed by a marker, by
+    /// producer id (Kafka's `pendingTransactionalOffsetCommits`): invisible
+    /// to OffsetFetch until a COMMIT marker makes them committed.
+    pub pending_txn: HashMap<i64, BTreeMap<(String, i32), PendingOffset>>,
     /// The group metadata as last written: what a log snapshot must carry
     /// (and, when set, what a removal must tombstone).
     pub last_stored: Option<GroupValue>,
@@ -104,6 +151,7 @@ impl ClassicGroup {
             new_member_added: false,
             sync_deadline: None,
             offsets: BTreeMap::new(),
+            pending_txn: HashMap::new(),
             last_stored: None,
         }
     }
@@ -122,6 +170,29 @@ impl ClassicGroup {
 
     pub fn is(&self, state: GroupState) -> bool {
         self.state == state
+    }
+
+    /// Whether any producer has a pending transactional offset for
+    /// `topic`-`partition` (Kafka's `hasPendingOffsetCommitsForTopicPartition`).
+    pub fn has_pending_txn_offset(&self, key: &(String, i32)) -> bool {
+        self.pending_txn.values().any(|m| m.contains_key(key))
+    }
+
+    /// A plain tombstone of `key` standing at `at` in the log: it removes
+    /// the committed offset and every producer's pending one written before
+    /// it (Kafka's OffsetMetadataManager.replay). Transactional writes of
+    /// the same outcome stand after it in the log (plain records are
+    /// written first), so they outlive it, as they will on a replay.
+    pub fn apply_offset_tombstone(&mut self, key: &(String, i32), at: LogPos) {
+        if self.offsets.get(key).is_some_and(|c| c.pos < at) {
+            self.offsets.remove(key);
+        }
+        self.pending_txn.retain(|_, m| {
+            if m.get(key).is_some_and(|p| p.pos < at) {
+                m.remove(key);
+            }
+            !m.is_empty()
+        });
     }
 
     pub fn is_leader(&self, member_id: &str) -> bool {

@@ -129,7 +129,9 @@ impl GroupCoordinator {
 impl GroupCoordinator {
     /// Completes a producer's transactional offset commits in the shard of
     /// `offsets_partition`: COMMIT makes them the group's committed offsets,
-    /// ABORT drops them; the marker is written to the partition either way.
+    /// ABORT drops them; the marker is written to the partition either way
+    /// (also when the producer has no pending offsets there, so a retried
+    /// completion succeeds). `Ok` once the marker is durable.
     pub async fn complete_txn(
         &self,
         broker: &Arc<Broker>,
@@ -139,15 +141,13 @@ impl GroupCoordinator {
         coordinator_epoch: i32,
         commit: bool,
     ) -> Result<(), i16> {
-        // TXN-GROUP: implemented by the group-side change.
-        let _ = (
-            broker,
-            offsets_partition,
-            producer_id,
-            producer_epoch,
-            coordinator_epoch,
-            commit,
-        );
-        Err(crate::api::Code::CoordinatorNotAvailable.code())
+        let shard = usize::try_from(offsets_partition)
+            .map_err(|_| crate::api::Code::CoordinatorNotAvailable.code())?;
+        // Answered once the marker is durable (or with why it was refused).
+        self.call_shard(broker, shard, move |s, _, out| {
+            s.complete_txn(producer_id, producer_epoch, coordinator_epoch, commit, out)
+        })
+        .await
+        .and_then(|r| r)
     }
 }

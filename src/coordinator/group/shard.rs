@@ -5,25 +5,26 @@
 //! the replies once they are durable. Kafka's classic `GroupCoordinator`
 //! semantics; timers are deadlines checked by [`GroupShard::tick`].
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use bytes::Bytes;
 use kafka_protocol::messages::join_group_response::JoinGroupResponseMember;
 use kafka_protocol::messages::{JoinGroupResponse, SyncGroupResponse};
 use tokio::sync::oneshot;
 
-use super::classic::{ClassicGroup, Member};
+use super::classic::{ClassicGroup, Committed, LogPos, Member, PendingOffset};
 use super::records::{OffsetValue, RecordKey};
 use super::state::GroupState::{self, *};
 use super::SyncReply;
 use crate::api::{str_bytes as s, Code};
 use crate::config::GroupConfig;
+use crate::log::control::{Marker, MarkerType};
 
 /// Kafka's fixed timeout for a new member that joined but whose join phase
 /// has not completed (`GroupCoordinator.NewMemberJoinTimeoutMs`).
 pub const NEW_MEMBER_JOIN_TIMEOUT_MS: i64 = 300_000;
 
-pub use crate::coordinator::runtime::{Outcome, Record, Reply};
+pub use crate::coordinator::runtime::{Outcome, Record, Reply, TxnWrite};
 
 pub struct JoinRequest {
     pub group_id: String,
@@ -66,6 +67,20 @@ pub struct CommitPartition {
     pub error: i16,
 }
 
+/// A TxnOffsetCommit for one group: offsets that become visible when the
+/// producer's transaction commits.
+pub struct TxnCommitRequest {
+    pub group_id: String,
+    pub producer_id: i64,
+    pub producer_epoch: i16,
+    /// v3+; -1 (and an empty member id) before, or from a producer that does
+    /// not use group management.
+    pub generation: i32,
+    pub member_id: String,
+    pub group_instance_id: Option<String>,
+    pub partitions: Vec<CommitPartition>,
+}
+
 pub struct CommitRequest {
     pub group_id: String,
     pub generation: i32,
@@ -84,6 +99,38 @@ pub struct FetchedOffset {
     pub offset: i64,
     pub leader_epoch: i32,
     pub metadata: String,
+    /// UNSTABLE_OFFSET_COMMIT when stable offsets were asked for and a
+    /// transaction holds a pending offset for the partition; 0 otherwise.
+    pub error: i16,
+}
+
+/// A part of a compacting rewrite, written as one `write_outcome`: its
+/// plain records, then its transactional writes.
+#[derive(Default)]
+pub struct SnapshotChunk {
+    pub records: Vec<Record>,
+    pub txn_writes: Vec<TxnWrite>,
+}
+
+impl SnapshotChunk {
+    /// How many records it holds.
+    pub fn len(&self) -> usize {
+        self.records.len() + txn_len_of(&self.txn_writes)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// What the shard knows of a producer from the transactional batches and
+/// markers in its partition: the same epochs the partition's producer
+/// state checks appends against, so a write it would refuse is refused
+/// here instead of failing the whole outcome it is part of.
+#[derive(Clone, Copy, Debug)]
+struct ProducerMark {
+    epoch: i16,
+    coordinator_epoch: i32,
 }
 
 #[derive(Clone, Debug)]
@@ -147,10 +194,34 @@ fn offset_record(group: &str, topic: &str, partition: i32, c: &OffsetValue) -> R
     (offset_key(group, topic, partition), Some(c.encode()))
 }
 
+/// How many records the transactional writes of `out` hold so far (a
+/// marker is one).
+fn txn_len(out: &Outcome) -> usize {
+    txn_len_of(&out.txn_writes)
+}
+
+fn txn_len_of(writes: &[TxnWrite]) -> usize {
+    writes
+        .iter()
+        .map(|w| match w {
+            TxnWrite::Records { records, .. } => records.len(),
+            TxnWrite::Marker(_) => 1,
+        })
+        .sum()
+}
+
 pub struct GroupShard {
     pub partition: i32,
     config: GroupConfig,
     groups: HashMap<String, ClassicGroup>,
+    /// Producer id → the groups that may hold its pending transactional
+    /// offsets (entries may be stale: a group since deleted is skipped).
+    txn_groups: HashMap<i64, HashSet<String>>,
+    /// Producer id → its epochs, from its transactional writes and markers.
+    producers: HashMap<i64, ProducerMark>,
+    /// The `seq` of [`LogPos`] for records of the outcome being built: above
+    /// every replayed offset, one more for each outcome written.
+    next_seq: i64,
 }
 
 impl GroupShard {
@@ -159,7 +230,47 @@ impl GroupShard {
             partition,
             config,
             groups: HashMap::new(),
+            txn_groups: HashMap::new(),
+            producers: HashMap::new(),
+            next_seq: 0,
         }
+    }
+
+    /// The owner task wrote the outcome the operations so far produced:
+    /// records of the next outcome stand after them.
+    pub fn outcome_written(&mut self) {
+        self.next_seq += 1;
+    }
+
+    /// Replay is over and the partition ends at `log_end_offset`.
+    pub fn loaded(&mut self, log_end_offset: i64) {
+        self.next_seq = self.next_seq.max(log_end_offset);
+    }
+
+    /// Whether a producer has pending transactional offsets in this shard.
+    pub fn has_pending_txn(&self, producer_id: i64) -> bool {
+        self.txn_groups.get(&producer_id).is_some_and(|ids| {
+            ids.iter().any(|id| {
+                self.groups
+                    .get(id)
+                    .is_some_and(|g| g.pending_txn.contains_key(&producer_id))
+            })
+        })
+    }
+
+    /// A producer's pending offset of `group`'s `topic`-`partition`.
+    pub fn pending_txn_offset(
+        &self,
+        group: &str,
+        producer_id: i64,
+        topic: &str,
+        partition: i32,
+    ) -> Option<&PendingOffset> {
+        self.groups
+            .get(group)?
+            .pending_txn
+            .get(&producer_id)?
+            .get(&(topic.to_owned(), partition))
     }
 
     pub fn group(&self, id: &str) -> Option<&ClassicGroup> {
@@ -175,14 +286,38 @@ impl GroupShard {
     pub fn live_records(&self) -> usize {
         self.groups
             .values()
-            .map(|g| g.offsets.len() + usize::from(g.last_stored.is_some()))
+            .map(|g| {
+                let pending: usize = g.pending_txn.values().map(|m| m.len()).sum();
+                g.offsets.len() + pending + usize::from(g.last_stored.is_some())
+            })
             .sum()
     }
 
     // ---- replay ------------------------------------------------------
 
-    /// Applies one record read back from the partition (start-up replay).
+    /// Applies one plain record read back from the partition, as the next
+    /// record after those replayed so far (tests; the task uses
+    /// [`GroupShard::replay_record`] with the record's offset).
     pub fn replay(&mut self, key: &[u8], value: Option<&[u8]>, now: i64) {
+        self.replay_record(self.next_seq, key, value, None, now);
+    }
+
+    /// Applies one record read back from the partition at `offset`
+    /// (start-up replay); `txn` is the (producer id, epoch) of a
+    /// transactional batch: its offsets stay pending until the marker.
+    pub fn replay_record(
+        &mut self,
+        offset: i64,
+        key: &[u8],
+        value: Option<&[u8]>,
+        txn: Option<(i64, i16)>,
+        now: i64,
+    ) {
+        self.next_seq = self.next_seq.max(offset.saturating_add(1));
+        if let Some((producer_id, epoch)) = txn {
+            self.note_txn_write(producer_id, epoch);
+        }
+        let pos = LogPos::at_offset(offset);
         let key = match RecordKey::decode(key) {
             Ok(Some(k)) => k,
             Ok(None) => return,
@@ -201,16 +336,28 @@ impl GroupShard {
                 partition,
             } => match value {
                 None => {
+                    // A tombstone removes the committed offset and every
+                    // pending one (Kafka's OffsetMetadataManager.replay).
                     if let Some(g) = self.groups.get_mut(&group) {
-                        g.offsets.remove(&(topic, partition));
+                        g.apply_offset_tombstone(&(topic, partition), pos);
                     }
                 }
                 Some(v) => match OffsetValue::decode(v) {
-                    Ok(v) => {
-                        self.group_or_new(group, now)
-                            .offsets
-                            .insert((topic, partition), v);
-                    }
+                    Ok(value) => match txn {
+                        None => {
+                            self.group_or_new(group, now)
+                                .offsets
+                                .insert((topic, partition), Committed { value, pos });
+                        }
+                        Some((producer_id, producer_epoch)) => {
+                            let pending = PendingOffset {
+                                value,
+                                pos,
+                                producer_epoch,
+                            };
+                            self.add_pending(group, producer_id, (topic, partition), pending, now);
+                        }
+                    },
                     Err(e) => tracing::warn!(%group, "skipping unreadable offset record: {e}"),
                 },
             },
@@ -226,27 +373,158 @@ impl GroupShard {
         }
     }
 
+    /// Applies a COMMIT/ABORT marker read back from the partition at
+    /// `offset`: the producer's pending offsets in this shard become
+    /// committed or are dropped.
+    pub fn replay_marker(&mut self, offset: i64, marker: &Marker) {
+        self.next_seq = self.next_seq.max(offset.saturating_add(1));
+        self.note_marker(marker);
+        self.finish_txn(marker.producer_id, marker.kind == MarkerType::Commit);
+    }
+
     fn group_or_new(&mut self, id: String, now: i64) -> &mut ClassicGroup {
         self.groups
             .entry(id)
             .or_insert_with_key(|id| ClassicGroup::new(id.clone(), now))
     }
 
-    /// Every live record, for rewriting the partition compactly.
-    pub fn snapshot(&self) -> Vec<Record> {
-        let mut out = Vec::new();
+    fn add_pending(
+        &mut self,
+        group: String,
+        producer_id: i64,
+        key: (String, i32),
+        pending: PendingOffset,
+        now: i64,
+    ) {
+        self.txn_groups
+            .entry(producer_id)
+            .or_default()
+            .insert(group.clone());
+        self.group_or_new(group, now)
+            .pending_txn
+            .entry(producer_id)
+            .or_default()
+            .insert(key, pending);
+    }
+
+    fn note_txn_write(&mut self, producer_id: i64, epoch: i16) {
+        let mark = self.producers.entry(producer_id).or_insert(ProducerMark {
+            epoch,
+            coordinator_epoch: -1,
+        });
+        mark.epoch = mark.epoch.max(epoch);
+    }
+
+    fn note_marker(&mut self, marker: &Marker) {
+        let mark = self
+            .producers
+            .entry(marker.producer_id)
+            .or_insert(ProducerMark {
+                epoch: marker.producer_epoch,
+                coordinator_epoch: marker.coordinator_epoch,
+            });
+        mark.epoch = mark.epoch.max(marker.producer_epoch);
+        mark.coordinator_epoch = mark.coordinator_epoch.max(marker.coordinator_epoch);
+    }
+
+    /// Ends a producer's transaction in this shard (Kafka's
+    /// `replayEndTransactionMarker`): on commit each pending offset replaces
+    /// the committed one unless that was written after it (a newer plain
+    /// commit wins, by position in the log); on abort they are dropped.
+    fn finish_txn(&mut self, producer_id: i64, commit: bool) {
+        let Some(ids) = self.txn_groups.remove(&producer_id) else {
+            return;
+        };
+        for id in ids {
+            let Some(g) = self.groups.get_mut(&id) else {
+                continue;
+            };
+            let Some(pending) = g.pending_txn.remove(&producer_id) else {
+                continue;
+            };
+            if !commit {
+                continue;
+            }
+            for (key, p) in pending {
+                let newer = g.offsets.get(&key).is_none_or(|c| p.pos > c.pos);
+                if newer {
+                    g.offsets.insert(
+                        key,
+                        Committed {
+                            value: p.value,
+                            pos: p.pos,
+                        },
+                    );
+                } else {
+                    tracing::debug!(group = %id, topic = %key.0, partition = key.1, producer_id,
+                        "a newer plain commit supersedes the transactional offset");
+                }
+            }
+        }
+    }
+
+    /// Every live record, for rewriting the partition compactly, in chunks
+    /// to write in order. Pending transactional offsets are written again
+    /// as their producer's transactional records, so a later marker still
+    /// completes them; where a partition has both a committed and pending
+    /// offsets, their records keep their order (which one is newer decides
+    /// what a COMMIT marker does).
+    pub fn snapshot(&self) -> Vec<SnapshotChunk> {
+        enum Item<'a> {
+            Plain(Record),
+            Txn(i64, &'a PendingOffset, Record),
+        }
+        let mut first = SnapshotChunk::default();
+        let mut ordered: Vec<(LogPos, Item)> = Vec::new();
         let mut ids: Vec<&String> = self.groups.keys().collect();
         ids.sort();
         for id in ids {
             let g = &self.groups[id];
             if let Some(v) = &g.last_stored {
-                out.push((group_key(id), Some(v.encode())));
+                first.records.push((group_key(id), Some(v.encode())));
             }
             for ((topic, partition), c) in &g.offsets {
-                out.push(offset_record(id, topic, *partition, c));
+                let record = offset_record(id, topic, *partition, &c.value);
+                if g.has_pending_txn_offset(&(topic.clone(), *partition)) {
+                    ordered.push((c.pos, Item::Plain(record)));
+                } else {
+                    first.records.push(record);
+                }
+            }
+            for (&producer_id, offsets) in &g.pending_txn {
+                for ((topic, partition), p) in offsets {
+                    let record = offset_record(id, topic, *partition, &p.value);
+                    ordered.push((p.pos, Item::Txn(producer_id, p, record)));
+                }
             }
         }
-        out
+        ordered.sort_by_key(|(pos, _)| *pos);
+        let mut chunks = vec![first];
+        for (_, item) in ordered {
+            let chunk = chunks.last_mut().expect("one chunk at least");
+            match item {
+                Item::Plain(record) if chunk.txn_writes.is_empty() => chunk.records.push(record),
+                Item::Plain(record) => chunks.push(SnapshotChunk {
+                    records: vec![record],
+                    txn_writes: Vec::new(),
+                }),
+                Item::Txn(producer_id, p, record) => match chunk.txn_writes.last_mut() {
+                    Some(TxnWrite::Records {
+                        producer_id: pid,
+                        producer_epoch,
+                        records,
+                    }) if *pid == producer_id && *producer_epoch == p.producer_epoch => {
+                        records.push(record)
+                    }
+                    _ => chunk.txn_writes.push(TxnWrite::Records {
+                        producer_id,
+                        producer_epoch: p.producer_epoch,
+                        records: vec![record],
+                    }),
+                },
+            }
+        }
+        chunks
     }
 
     // ---- JoinGroup ---------------------------------------------------
@@ -472,6 +750,7 @@ impl GroupShard {
             });
         }
         let max_metadata = self.config.offset_metadata_max_bytes as usize;
+        let seq = self.next_seq;
         // Absent only for a group that uses Kafka just to store offsets
         // (assign()): it is created empty.
         let group = self.group_or_new(req.group_id.clone(), now);
@@ -515,12 +794,167 @@ impl GroupShard {
                 commit_timestamp: now,
                 expire_timestamp: expire,
             };
+            let pos = LogPos {
+                seq,
+                class: 0,
+                index: out.records.len() as u32,
+            };
             out.records
                 .push(offset_record(&group.id, &p.topic, p.partition, &c));
-            group.offsets.insert((p.topic, p.partition), c);
+            // Only a transaction completed earlier in this same outcome can
+            // stand later in the log (its records follow the plain ones);
+            // then it stays the committed offset, as a replay will have it.
+            let key = (p.topic, p.partition);
+            if group.offsets.get(&key).is_none_or(|old| old.pos < pos) {
+                group.offsets.insert(key, Committed { value: c, pos });
+            }
             errors.push(crate::api::NO_ERROR);
         }
         errors
+    }
+
+    // ---- TxnOffsetCommit ---------------------------------------------
+
+    /// Per-partition error codes (request order). The offsets are written as
+    /// the producer's transactional records and stay pending (invisible to
+    /// OffsetFetch) until its transaction's marker; Kafka's
+    /// `commitTransactionalOffset`. The transaction itself was verified by
+    /// the caller.
+    pub fn txn_commit(&mut self, req: TxnCommitRequest, now: i64, out: &mut Outcome) -> Vec<i16> {
+        let all = |code: i16| vec![code; req.partitions.len()];
+        if req.group_id.is_empty() {
+            return all(Code::InvalidGroupId.code());
+        }
+        if let Some(code) = self.check_txn_write(req.producer_id, req.producer_epoch) {
+            return all(code);
+        }
+        if req.generation >= 0 && !self.groups.contains_key(&req.group_id) {
+            return all(Code::IllegalGeneration.code());
+        }
+        let max_metadata = self.config.offset_metadata_max_bytes as usize;
+        let seq = self.next_seq;
+        let first_index = txn_len(out);
+        // A producer that does not use group management (generation -1)
+        // commits to a group created empty, as OffsetCommit does.
+        let group = self.group_or_new(req.group_id.clone(), now);
+        let instance = req.group_instance_id.as_deref();
+        // Kafka's ClassicGroup.validateOffsetCommit with isTransactional:
+        // no member check without ids, and no REBALANCE_IN_PROGRESS.
+        let check = if group.is(Dead) {
+            Err(Code::CoordinatorNotAvailable.code())
+        } else if req.generation < 0 && group.is(Empty) {
+            Ok(())
+        } else if req.generation >= 0 || !req.member_id.is_empty() || instance.is_some() {
+            if group.is_fenced(instance, &req.member_id) {
+                Err(Code::FencedInstanceId.code())
+            } else if !group.members.contains_key(&req.member_id) {
+                Err(Code::UnknownMemberId.code())
+            } else if req.generation != group.generation {
+                Err(Code::IllegalGeneration.code())
+            } else {
+                Ok(())
+            }
+        } else {
+            Ok(())
+        };
+        if let Err(code) = check {
+            return all(code);
+        }
+        let mut errors = Vec::with_capacity(req.partitions.len());
+        let mut records = Vec::new();
+        let mut pending = Vec::new();
+        for p in req.partitions {
+            if p.error != crate::api::NO_ERROR {
+                errors.push(p.error);
+                continue;
+            }
+            let metadata = p.metadata.unwrap_or_default();
+            if metadata.encode_utf16().count() > max_metadata {
+                errors.push(Code::OffsetMetadataTooLarge.code());
+                continue;
+            }
+            let value = OffsetValue {
+                offset: p.offset,
+                leader_epoch: p.leader_epoch,
+                metadata,
+                commit_timestamp: now,
+                expire_timestamp: None,
+            };
+            let pos = LogPos {
+                seq,
+                class: 1,
+                index: (first_index + records.len()) as u32,
+            };
+            records.push(offset_record(&group.id, &p.topic, p.partition, &value));
+            pending.push((
+                (p.topic, p.partition),
+                PendingOffset {
+                    value,
+                    pos,
+                    producer_epoch: req.producer_epoch,
+                },
+            ));
+            errors.push(crate::api::NO_ERROR);
+        }
+        if records.is_empty() {
+            return errors;
+        }
+        out.txn_writes.push(TxnWrite::Records {
+            producer_id: req.producer_id,
+            producer_epoch: req.producer_epoch,
+            records,
+        });
+        self.note_txn_write(req.producer_id, req.producer_epoch);
+        for (key, p) in pending {
+            self.add_pending(req.group_id.clone(), req.producer_id, key, p, now);
+        }
+        errors
+    }
+
+    /// INVALID_PRODUCER_EPOCH when the partition already has a newer epoch
+    /// of the producer (its producer state would refuse the batch).
+    fn check_txn_write(&self, producer_id: i64, epoch: i16) -> Option<i16> {
+        self.producers
+            .get(&producer_id)
+            .filter(|m| epoch < m.epoch)
+            .map(|_| Code::InvalidProducerEpoch.code())
+    }
+
+    /// Completes a producer's transaction in this shard: writes the marker
+    /// and makes its pending offsets committed (COMMIT) or drops them
+    /// (ABORT). Without pending offsets the marker is still written, so a
+    /// retried completion succeeds. A marker the partition would refuse (an
+    /// older producer or coordinator epoch) is refused with its error code.
+    pub fn complete_txn(
+        &mut self,
+        producer_id: i64,
+        producer_epoch: i16,
+        coordinator_epoch: i32,
+        commit: bool,
+        out: &mut Outcome,
+    ) -> Result<(), i16> {
+        if let Some(m) = self.producers.get(&producer_id) {
+            if producer_epoch < m.epoch {
+                return Err(Code::InvalidProducerEpoch.code());
+            }
+            if coordinator_epoch < m.coordinator_epoch {
+                return Err(Code::TransactionCoordinatorFenced.code());
+            }
+        }
+        let marker = Marker {
+            kind: if commit {
+                MarkerType::Commit
+            } else {
+                MarkerType::Abort
+            },
+            producer_id,
+            producer_epoch,
+            coordinator_epoch,
+        };
+        self.note_marker(&marker);
+        out.txn_writes.push(TxnWrite::Marker(marker));
+        self.finish_txn(producer_id, commit);
+        Ok(())
     }
 
     // ---- OffsetFetch -------------------------------------------------
@@ -531,18 +965,39 @@ impl GroupShard {
         group_id: &str,
         topics: Option<&[(String, Vec<i32>)]>,
     ) -> Vec<(String, Vec<FetchedOffset>)> {
+        self.fetch_offsets_with(group_id, topics, false)
+    }
+
+    /// [`GroupShard::fetch_offsets`]; with `require_stable` (OffsetFetch
+    /// v7+) a partition with a pending transactional offset answers
+    /// UNSTABLE_OFFSET_COMMIT (offset -1) instead, as Kafka does.
+    pub fn fetch_offsets_with(
+        &self,
+        group_id: &str,
+        topics: Option<&[(String, Vec<i32>)]>,
+        require_stable: bool,
+    ) -> Vec<(String, Vec<FetchedOffset>)> {
         let group = self.groups.get(group_id).filter(|g| !g.is(Dead));
-        let missing = |partition| FetchedOffset {
+        let missing = |partition, error| FetchedOffset {
             partition,
             offset: -1,
             leader_epoch: -1,
             metadata: String::new(),
+            error,
         };
-        let found = |partition, c: &OffsetValue| FetchedOffset {
-            partition,
-            offset: c.offset,
-            leader_epoch: c.leader_epoch,
-            metadata: c.metadata.clone(),
+        let found = |key: &(String, i32), c: Option<&Committed>| {
+            let unstable = require_stable && group.is_some_and(|g| g.has_pending_txn_offset(key));
+            match c {
+                _ if unstable => missing(key.1, Code::UnstableOffsetCommit.code()),
+                None => missing(key.1, crate::api::NO_ERROR),
+                Some(c) => FetchedOffset {
+                    partition: key.1,
+                    offset: c.value.offset,
+                    leader_epoch: c.value.leader_epoch,
+                    metadata: c.value.metadata.clone(),
+                    error: crate::api::NO_ERROR,
+                },
+            }
         };
         match topics {
             Some(topics) => topics
@@ -551,9 +1006,8 @@ impl GroupShard {
                     let offsets = partitions
                         .iter()
                         .map(|&p| {
-                            group
-                                .and_then(|g| g.offsets.get(&(topic.clone(), p)))
-                                .map_or_else(|| missing(p), |c| found(p, c))
+                            let key = (topic.clone(), p);
+                            found(&key, group.and_then(|g| g.offsets.get(&key)))
                         })
                         .collect();
                     (topic.clone(), offsets)
@@ -561,10 +1015,11 @@ impl GroupShard {
                 .collect(),
             None => {
                 let mut out: Vec<(String, Vec<FetchedOffset>)> = Vec::new();
-                for ((topic, p), c) in group.iter().flat_map(|g| g.offsets.iter()) {
+                for (key, c) in group.iter().flat_map(|g| g.offsets.iter()) {
+                    let o = found(key, Some(c));
                     match out.last_mut() {
-                        Some((t, v)) if t == topic => v.push(found(*p, c)),
-                        _ => out.push((topic.clone(), vec![found(*p, c)])),
+                        Some((t, v)) if *t == key.0 => v.push(o),
+                        _ => out.push((key.0.clone(), vec![o])),
                     }
                 }
                 out
@@ -634,14 +1089,37 @@ impl GroupShard {
         match group.state {
             Dead => Code::GroupIdNotFound.code(),
             Empty => {
-                for (topic, partition) in group.offsets.keys() {
+                // Pending transactional offsets go too: a tombstone for
+                // each partition that has one (Kafka's deleteAllOffsets).
+                let mut keys: std::collections::BTreeSet<&(String, i32)> =
+                    group.offsets.keys().collect();
+                keys.extend(group.pending_txn.values().flat_map(|m| m.keys()));
+                for (topic, partition) in keys {
                     out.records
                         .push((offset_key(group_id, topic, *partition), None));
                 }
                 out.records.push((group_key(group_id), None));
                 group.transition(Dead, now);
-                self.groups.remove(group_id);
+                let mut gone = self.groups.remove(group_id).expect("found above");
                 tracing::info!(group = group_id, "deleted group");
+                // Transactional writes earlier in this same outcome land
+                // after these tombstones in the log: a replay puts them in a
+                // group created anew, and so does this.
+                let after = LogPos {
+                    seq: self.next_seq,
+                    class: 1,
+                    index: 0,
+                };
+                gone.offsets.retain(|_, c| c.pos >= after);
+                gone.pending_txn.retain(|_, m| {
+                    m.retain(|_, p| p.pos >= after);
+                    !m.is_empty()
+                });
+                if !gone.offsets.is_empty() || !gone.pending_txn.is_empty() {
+                    let g = self.group_or_new(group_id.to_owned(), now);
+                    g.offsets = gone.offsets;
+                    g.pending_txn = gone.pending_txn;
+                }
                 crate::api::NO_ERROR
             }
             _ => Code::NonEmptyGroup.code(),
@@ -655,6 +1133,7 @@ impl GroupShard {
         partitions: &[(String, i32)],
         out: &mut Outcome,
     ) -> Result<Vec<i16>, i16> {
+        let seq = self.next_seq;
         let Some(group) = self.groups.get_mut(group_id).filter(|g| !g.is(Dead)) else {
             return Err(Code::GroupIdNotFound.code());
         };
@@ -673,7 +1152,15 @@ impl GroupShard {
                 errors.push(Code::GroupSubscribedToTopic.code());
                 continue;
             }
-            if group.offsets.remove(&(topic.clone(), *partition)).is_some() {
+            let key = (topic.clone(), *partition);
+            // A tombstone drops pending transactional offsets as well.
+            if group.offsets.contains_key(&key) || group.has_pending_txn_offset(&key) {
+                let at = LogPos {
+                    seq,
+                    class: 0,
+                    index: out.records.len() as u32,
+                };
+                group.apply_offset_tombstone(&key, at);
                 out.records
                     .push((offset_key(group_id, topic, *partition), None));
             }
@@ -788,7 +1275,9 @@ impl GroupShard {
             let expired: Vec<(String, i32)> = group
                 .offsets
                 .iter()
+                .filter(|(key, _)| !group.has_pending_txn_offset(key))
                 .filter(|((topic, _), c)| {
+                    let c = &c.value;
                     if let Some(expire) = c.expire_timestamp {
                         return now >= expire;
                     }
@@ -810,7 +1299,12 @@ impl GroupShard {
                     .push((offset_key(&group.id, &topic, partition), None));
                 expired_total += 1;
             }
-            if group.is(Empty) && group.offsets.is_empty() && group.pending_members.is_empty() {
+            // Not while a transaction holds pending offsets of the group.
+            if group.is(Empty)
+                && group.offsets.is_empty()
+                && group.pending_txn.is_empty()
+                && group.pending_members.is_empty()
+            {
                 group.transition(Dead, now);
                 dead.push(group.id.clone());
                 if group.last_stored.is_some() {

@@ -8,9 +8,8 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
 
-use super::shard::{GroupShard, Outcome, Record};
+use super::shard::{GroupShard, Outcome, SnapshotChunk};
 use super::Op;
-use crate::api::Code;
 use crate::config::GroupConfig;
 use crate::coordinator::runtime::{self, Replayed};
 use crate::coordinator::Clock;
@@ -93,89 +92,58 @@ impl ShardTask {
         }
     }
 
-    /// Applies one operation. A bug that panics inside it must not take the
-    /// shard down: the panic is contained, the operation's caller gets
-    /// COORDINATOR_NOT_AVAILABLE (its reply is dropped), and `false` tells
-    /// the loop to reload the shard.
     fn apply(&mut self, op: Op, out: &mut Outcome) -> bool {
         let now = self.clock.now_ms();
-        let before = (out.records.len(), out.replies.len());
-        let shard = &mut self.shard;
-        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| op(shard, now, out)));
-        if result.is_err() {
-            tracing::error!(
-                partition = self.log.partition,
-                "a group operation panicked; reloading the shard"
-            );
-            out.records.truncate(before.0);
-            out.replies.truncate(before.1);
-            return false;
-        }
-        true
+        runtime::apply_contained(&mut self.shard, op, now, out, &self.log)
     }
 
-    /// Writes the outcome's records, waits for durability, then replies.
-    /// `false`: the shard could not be rebuilt after a failed write and the
-    /// task must stop.
+    /// Writes the outcome, waits for durability, then replies. `false`: the
+    /// shard could not be rebuilt after a failed write; the task stops.
     async fn finish(&mut self, out: Outcome) -> bool {
-        let Outcome {
-            records,
-            txn_writes,
-            replies,
-        } = out;
         let now = self.clock.now_ms();
-        let written = runtime::write_outcome(&self.log, &self.logs, now, &records, &txn_writes);
-        let (error, healthy) = match written.await {
-            Ok(()) => (None, true),
-            Err(e) => {
-                tracing::error!(
-                    partition = self.log.partition,
-                    "writing group records failed: {e}; reloading the shard"
-                );
-                // Memory already holds what failed to be written: rebuild it
-                // from what the log really has.
-                let healthy = self.reload_or_stop();
-                (Some(Code::CoordinatorNotAvailable.code()), healthy)
+        match runtime::write_and_reply(&self.log, &self.logs, now, out).await {
+            Ok(()) => {
+                // What the next operations write stands after this.
+                self.shard.outcome_written();
+                true
             }
-        };
-        for reply in replies {
-            reply(error);
+            Err(_) => self.reload_or_stop(),
         }
-        healthy
     }
 
-    /// Rebuilds the shard from its partition. If that fails the shard must
-    /// not serve from memory it cannot trust (an empty shard would answer
-    /// "no committed offset" and consumers would reset): the task stops, and
-    /// every request for its groups gets COORDINATOR_NOT_AVAILABLE.
     fn reload_or_stop(&mut self) -> bool {
-        match self.reload() {
-            Ok(()) => true,
-            Err(e) => {
-                tracing::error!(
-                    partition = self.log.partition,
-                    "loading group shard failed, its groups are unavailable: {e}"
-                );
-                false
-            }
-        }
+        let result = self.reload();
+        runtime::reloaded(result, &self.log)
     }
 
-    async fn write(&self, records: &[Record]) -> anyhow::Result<()> {
+    async fn write(&self, chunk: &SnapshotChunk) -> anyhow::Result<()> {
         let now = self.clock.now_ms();
-        runtime::write_outcome(&self.log, &self.logs, now, records, &[]).await
+        runtime::write_outcome(
+            &self.log,
+            &self.logs,
+            now,
+            &chunk.records,
+            &chunk.txn_writes,
+        )
+        .await
     }
 
     /// Rebuilds the shard from its partition.
     fn reload(&mut self) -> anyhow::Result<()> {
         let now = self.clock.now_ms();
         let mut shard = GroupShard::new(self.log.partition, self.config.clone());
-        let records = runtime::replay(&self.log, |entry| {
-            // TXN-GROUP: transactional records and markers.
-            if let Replayed::Record { key, value, .. } = entry {
-                shard.replay(&key, value.as_deref(), now);
-            }
+        let records = runtime::replay(&self.log, |entry| match entry {
+            Replayed::Record {
+                offset,
+                key,
+                value,
+                txn,
+            } => shard.replay_record(offset, &key, value.as_deref(), txn, now),
+            // Offsets still pending at the end stay pending: the transaction
+            // coordinator completes the transaction on its recovery.
+            Replayed::Marker { offset, marker } => shard.replay_marker(offset, &marker),
         })?;
+        shard.loaded(self.log.log_end_offset());
         tracing::debug!(
             partition = self.log.partition,
             records,
@@ -206,8 +174,12 @@ impl ShardTask {
         self.log.roll_now(self.clock.now_ms())?;
         let start = self.log.log_end_offset();
         let snapshot = self.shard.snapshot();
-        let n = snapshot.len();
-        self.write(&snapshot).await?;
+        let n: usize = snapshot.iter().map(SnapshotChunk::len).sum();
+        // In order: where a partition has both a committed and pending
+        // transactional offsets, which record is newer must not change.
+        for chunk in &snapshot {
+            self.write(chunk).await?;
+        }
         // The rewrite must be on disk before what it replaces is deleted.
         self.logs.flush(self.log.clone()).await?;
         self.log.delete_records_before(start)?;
@@ -230,6 +202,124 @@ fn worth_compacting(total: i64, live: i64) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::BrokerConfig;
+    use crate::coordinator::group::shard::{CommitPartition, CommitRequest, TxnCommitRequest};
+    use crate::coordinator::ManualClock;
+    use crate::metadata::MetadataImage;
+
+    fn partitions(offset: i64) -> Vec<CommitPartition> {
+        vec![CommitPartition {
+            topic: "t".into(),
+            partition: 0,
+            offset,
+            leader_epoch: -1,
+            metadata: None,
+            error: 0,
+        }]
+    }
+
+    fn txn_commit(pid: i64, offset: i64) -> Op {
+        Box::new(move |s: &mut GroupShard, now, out: &mut Outcome| {
+            let req = TxnCommitRequest {
+                group_id: "g".into(),
+                producer_id: pid,
+                producer_epoch: 0,
+                generation: -1,
+                member_id: String::new(),
+                group_instance_id: None,
+                partitions: partitions(offset),
+            };
+            assert_eq!(s.txn_commit(req, now, out), [0]);
+        })
+    }
+
+    fn commit(offset: i64) -> Op {
+        Box::new(move |s: &mut GroupShard, now, out: &mut Outcome| {
+            let req = CommitRequest {
+                group_id: "g".into(),
+                generation: -1,
+                member_id: String::new(),
+                group_instance_id: None,
+                retention_ms: -1,
+                api_version: 8,
+                partitions: partitions(offset),
+            };
+            assert_eq!(s.commit(req, now, out), [0]);
+        })
+    }
+
+    fn end_txn(pid: i64, commit: bool) -> Op {
+        Box::new(move |s: &mut GroupShard, _, out: &mut Outcome| {
+            assert_eq!(s.complete_txn(pid, 0, 0, commit, out), Ok(()));
+        })
+    }
+
+    fn offset(shard: &GroupShard, stable: bool) -> (i64, i16) {
+        let topics = [("t".to_string(), vec![0])];
+        let o = &shard.fetch_offsets_with("g", Some(&topics), stable)[0].1[0];
+        (o.offset, o.error)
+    }
+
+    const UNSTABLE: i16 = 88;
+
+    async fn run(task: &mut ShardTask, ops: Vec<Op>) {
+        let mut out = Outcome::default();
+        for op in ops {
+            assert!(task.apply(op, &mut out));
+        }
+        assert!(task.finish(out).await);
+    }
+
+    /// Transactional records and markers through the real partition log:
+    /// written, replayed, and kept by the compacting rewrite.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn txn_offsets_replay_and_survive_the_rewrite_on_a_real_log() {
+        let root = tempfile::tempdir().unwrap();
+        let data = tempfile::tempdir().unwrap();
+        let broker = BrokerConfig::default_for_tests(root.path().into());
+        let logs = Arc::new(LogManager::open(root.path(), &MetadataImage::default()).unwrap());
+        let (_stop, shutdown) = watch::channel(false);
+        logs.start_background(60_000, shutdown);
+        let log = PartitionLog::create(
+            data.path(),
+            "__consumer_offsets",
+            0,
+            uuid::Uuid::nil(),
+            broker.topic_defaults.clone(),
+            0,
+        )
+        .unwrap();
+        let mut task = ShardTask {
+            shard: GroupShard::new(0, broker.group.clone()),
+            log: Arc::new(log),
+            logs,
+            clock: Arc::new(ManualClock::new(1_000_000)),
+            config: broker.group.clone(),
+        };
+        // A committed transaction (5); then PID 2's pending 9 and, in the
+        // same write, a plain commit (7) that the log holds before it.
+        run(&mut task, vec![txn_commit(1, 5), end_txn(1, true)]).await;
+        run(&mut task, vec![txn_commit(2, 9), commit(7)]).await;
+        assert_eq!(offset(&task.shard, false), (7, 0));
+        assert_eq!(offset(&task.shard, true), (-1, UNSTABLE));
+
+        // Replayed from the partition: the same committed and pending state.
+        task.reload().unwrap();
+        assert_eq!(offset(&task.shard, false), (7, 0));
+        assert_eq!(offset(&task.shard, true), (-1, UNSTABLE));
+        assert!(task.shard.has_pending_txn(2));
+
+        // The rewrite keeps the pending offset, after the plain one.
+        let before = task.log.log_end_offset();
+        task.compact().await.unwrap();
+        assert_eq!(task.log.log_start_offset(), before);
+        task.reload().unwrap();
+        assert_eq!(offset(&task.shard, true), (-1, UNSTABLE));
+        run(&mut task, vec![end_txn(2, true)]).await;
+        assert_eq!(offset(&task.shard, false), (9, 0));
+        task.reload().unwrap();
+        assert_eq!(offset(&task.shard, true), (9, 0));
+    }
 
     #[test]
     fn compaction_needs_a_large_and_mostly_dead_partition() {

@@ -10,15 +10,61 @@ use super::state::GroupState;
 use crate::api::Code;
 use crate::config::GroupConfig;
 use crate::coordinator::{Clock, ManualClock};
+use crate::log::control::{Marker, MarkerType};
 
 const SESSION: i32 = 10_000;
 const REBALANCE: i32 = 30_000;
 
+/// One entry of the partition, as `write_outcome` writes an outcome: its
+/// plain records, then its transactional writes.
+#[derive(Clone, Debug)]
+enum Entry {
+    Record(Record, Option<(i64, i16)>),
+    Marker(Marker),
+}
+
+fn entries_of(records: Vec<Record>, txn_writes: Vec<TxnWrite>) -> Vec<Entry> {
+    let mut entries: Vec<Entry> = records
+        .into_iter()
+        .map(|r| Entry::Record(r, None))
+        .collect();
+    for w in txn_writes {
+        match w {
+            TxnWrite::Records {
+                producer_id,
+                producer_epoch,
+                records,
+            } => entries.extend(
+                records
+                    .into_iter()
+                    .map(|r| Entry::Record(r, Some((producer_id, producer_epoch)))),
+            ),
+            TxnWrite::Marker(m) => entries.push(Entry::Marker(m)),
+        }
+    }
+    entries
+}
+
+/// A fresh shard loaded from `entries` at offsets 0, 1, …
+fn replayed(entries: &[Entry], now: i64) -> GroupShard {
+    let mut shard = GroupShard::new(0, config(0));
+    for (offset, e) in (0i64..).zip(entries) {
+        match e {
+            Entry::Record((k, v), txn) => shard.replay_record(offset, k, v.as_deref(), *txn, now),
+            Entry::Marker(m) => shard.replay_marker(offset, m),
+        }
+    }
+    shard.loaded(entries.len() as i64);
+    shard
+}
+
 struct H {
     shard: GroupShard,
     clock: ManualClock,
-    /// Every record written so far, in order.
+    /// Every plain record written so far, in order.
     log: Vec<Record>,
+    /// Everything written so far, in log order.
+    entries: Vec<Entry>,
 }
 
 fn config(initial_delay: i32) -> GroupConfig {
@@ -53,6 +99,7 @@ impl H {
             shard: GroupShard::new(0, config),
             clock: ManualClock::new(1_000_000),
             log: Vec::new(),
+            entries: Vec::new(),
         }
     }
 
@@ -62,8 +109,15 @@ impl H {
 
     /// Applies an outcome as the task would with a successful write.
     fn apply(&mut self, out: Outcome) {
-        self.log.extend(out.records);
-        for r in out.replies {
+        let Outcome {
+            records,
+            txn_writes,
+            replies,
+        } = out;
+        self.log.extend(records.iter().cloned());
+        self.entries.extend(entries_of(records, txn_writes));
+        self.shard.outcome_written();
+        for r in replies {
             r(None);
         }
     }
@@ -607,13 +661,595 @@ fn a_replayed_log_rebuilds_offsets_and_groups() {
     assert_eq!(fresh.group("g").unwrap().state, GroupState::Empty);
     assert_eq!(fresh.group("g").unwrap().generation, 2);
     // A snapshot replays to the same state as the whole log.
-    let mut from_snapshot = GroupShard::new(0, config(0));
-    for (k, v) in h.shard.snapshot() {
-        from_snapshot.replay(&k, v.as_deref(), h.now());
-    }
+    let from_snapshot = replayed(&snapshot_entries(&h.shard), h.now());
     assert_eq!(
         from_snapshot.fetch_offsets("g", None),
         h.shard.fetch_offsets("g", None)
     );
     assert_eq!(from_snapshot.group("g").unwrap().generation, 1);
+}
+
+// ---- transactional offset commits --------------------------------------
+
+const PID: i64 = 7;
+const PID2: i64 = 8;
+
+fn snapshot_entries(shard: &GroupShard) -> Vec<Entry> {
+    shard
+        .snapshot()
+        .into_iter()
+        .flat_map(|c| entries_of(c.records, c.txn_writes))
+        .collect()
+}
+
+fn txn_request(
+    pid: i64,
+    epoch: i16,
+    generation: i32,
+    member: &str,
+    offset: i64,
+) -> TxnCommitRequest {
+    TxnCommitRequest {
+        group_id: "g".into(),
+        producer_id: pid,
+        producer_epoch: epoch,
+        generation,
+        member_id: member.into(),
+        group_instance_id: None,
+        partitions: vec![CommitPartition {
+            topic: "t".into(),
+            partition: 0,
+            offset,
+            leader_epoch: 3,
+            metadata: Some("txn".into()),
+            error: 0,
+        }],
+    }
+}
+
+impl H {
+    /// A TxnOffsetCommit of t-0 without group management.
+    fn txn_commit(&mut self, pid: i64, offset: i64) -> i16 {
+        let req = txn_request(pid, 0, -1, "", offset);
+        self.run(|s, now, out| s.txn_commit(req, now, out))[0]
+    }
+
+    fn end_txn(&mut self, pid: i64, commit: bool) -> Result<(), i16> {
+        self.run(|s, _, out| s.complete_txn(pid, 0, 0, commit, out))
+    }
+
+    fn stable(&self) -> FetchedOffset {
+        let topics = [("t".to_string(), vec![0])];
+        self.shard.fetch_offsets_with("g", Some(&topics), true)[0].1[0].clone()
+    }
+
+    fn markers(&self) -> Vec<Marker> {
+        self.entries
+            .iter()
+            .filter_map(|e| match e {
+                Entry::Marker(m) => Some(*m),
+                Entry::Record(..) => None,
+            })
+            .collect()
+    }
+}
+
+fn committed_in(shard: &GroupShard) -> Option<i64> {
+    let topics = [("t".to_string(), vec![0])];
+    Some(shard.fetch_offsets("g", Some(&topics))[0].1[0].offset).filter(|o| *o >= 0)
+}
+
+#[test]
+fn a_txn_offset_commit_is_invisible_until_its_commit_marker() {
+    let mut h = H::new();
+    assert_eq!(h.txn_commit(PID, 5), 0);
+    // Written as the producer's transactional record, in Kafka's layout.
+    match h.entries.as_slice() {
+        [Entry::Record((k, Some(v)), Some((PID, 0)))] => {
+            let key = super::records::RecordKey::decode(k).unwrap().unwrap();
+            assert_eq!(
+                key,
+                super::records::RecordKey::Offset {
+                    group: "g".into(),
+                    topic: "t".into(),
+                    partition: 0
+                }
+            );
+            let value = super::records::OffsetValue::decode(v).unwrap();
+            assert_eq!((value.offset, value.leader_epoch), (5, 3));
+            assert_eq!(value.metadata, "txn");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        h.committed(),
+        None,
+        "pending offsets are not committed ones"
+    );
+    assert!(h.shard.has_pending_txn(PID));
+    assert_eq!(h.end_txn(PID, true), Ok(()));
+    assert_eq!(h.committed(), Some(5));
+    assert!(!h.shard.has_pending_txn(PID));
+    assert_eq!(
+        h.markers(),
+        [Marker {
+            kind: MarkerType::Commit,
+            producer_id: PID,
+            producer_epoch: 0,
+            coordinator_epoch: 0
+        }]
+    );
+}
+
+#[test]
+fn an_abort_marker_drops_the_pending_offsets() {
+    let mut h = H::new();
+    assert_eq!(h.commit("", -1, 3), 0);
+    assert_eq!(h.txn_commit(PID, 5), 0);
+    assert_eq!(h.end_txn(PID, false), Ok(()));
+    assert_eq!(h.committed(), Some(3));
+    assert!(!h.shard.has_pending_txn(PID));
+    assert_eq!(h.markers()[0].kind, MarkerType::Abort);
+    // A later commit marker of the same producer finds nothing to apply.
+    assert_eq!(h.end_txn(PID, true), Ok(()));
+    assert_eq!(h.committed(), Some(3));
+}
+
+#[test]
+fn completing_without_pending_offsets_still_writes_the_marker() {
+    let mut h = H::new();
+    assert_eq!(h.end_txn(PID, true), Ok(()));
+    assert_eq!(h.end_txn(PID, true), Ok(()), "a retried completion");
+    assert_eq!(h.markers().len(), 2);
+    assert_eq!(h.committed(), None);
+}
+
+#[test]
+fn require_stable_answers_unstable_offset_commit_while_a_txn_is_pending() {
+    let mut h = H::new();
+    assert_eq!(h.commit("", -1, 3), 0);
+    assert_eq!(h.txn_commit(PID, 5), 0);
+    let unstable = h.stable();
+    assert_eq!(unstable.error, Code::UnstableOffsetCommit.code());
+    assert_eq!(unstable.offset, -1);
+    // Without require_stable: the last committed offset.
+    assert_eq!(h.committed(), Some(3));
+    // Every committed offset (no topics given) as well.
+    let all = h.shard.fetch_offsets_with("g", None, true);
+    assert_eq!(all[0].1[0].error, Code::UnstableOffsetCommit.code());
+    assert_eq!(
+        h.shard.fetch_offsets_with("g", None, false)[0].1[0].offset,
+        3
+    );
+    // Other partitions are stable.
+    let topics = [("t".to_string(), vec![1])];
+    assert_eq!(
+        h.shard.fetch_offsets_with("g", Some(&topics), true)[0].1[0].error,
+        0
+    );
+    assert_eq!(h.end_txn(PID, true), Ok(()));
+    let stable = h.stable();
+    assert_eq!((stable.error, stable.offset), (0, 5));
+}
+
+#[test]
+fn a_plain_commit_written_after_a_txn_commit_wins_over_it() {
+    // Kafka keeps the most recent commit by record offset.
+    let mut h = H::new();
+    assert_eq!(h.txn_commit(PID, 5), 0);
+    assert_eq!(h.commit("", -1, 7), 0);
+    assert_eq!(h.end_txn(PID, true), Ok(()));
+    assert_eq!(h.committed(), Some(7));
+    assert_eq!(committed_in(&replayed(&h.entries, h.now())), Some(7));
+
+    // The other way round the transactional offset is the newer one.
+    let mut h = H::new();
+    assert_eq!(h.commit("", -1, 7), 0);
+    assert_eq!(h.txn_commit(PID, 5), 0);
+    assert_eq!(h.end_txn(PID, true), Ok(()));
+    assert_eq!(h.committed(), Some(5));
+    assert_eq!(committed_in(&replayed(&h.entries, h.now())), Some(5));
+}
+
+#[test]
+fn within_one_outcome_the_order_is_the_log_order() {
+    // One write: plain records go before transactional ones, so a plain
+    // commit applied after a TxnOffsetCommit still stands before it.
+    let mut h = H::new();
+    let txn = txn_request(PID, 0, -1, "", 5);
+    let plain = CommitRequest {
+        group_id: "g".into(),
+        generation: -1,
+        member_id: String::new(),
+        group_instance_id: None,
+        retention_ms: -1,
+        api_version: 8,
+        partitions: vec![CommitPartition {
+            topic: "t".into(),
+            partition: 0,
+            offset: 7,
+            leader_epoch: -1,
+            metadata: None,
+            error: 0,
+        }],
+    };
+    h.run(|s, now, out| {
+        assert_eq!(s.txn_commit(txn, now, out), [0]);
+        assert_eq!(s.commit(plain, now, out), [0]);
+        assert_eq!(s.complete_txn(PID, 0, 0, true, out), Ok(()));
+    });
+    assert_eq!(h.committed(), Some(5));
+    assert_eq!(committed_in(&replayed(&h.entries, h.now())), Some(5));
+}
+
+#[test]
+fn two_producers_on_one_partition_keep_the_newer_commit() {
+    let mut h = H::new();
+    assert_eq!(h.txn_commit(PID, 5), 0);
+    assert_eq!(h.txn_commit(PID2, 9), 0);
+    // The newer one commits first; the older one's commit does not undo it.
+    assert_eq!(h.end_txn(PID2, true), Ok(()));
+    assert_eq!(h.end_txn(PID, true), Ok(()));
+    assert_eq!(h.committed(), Some(9));
+    assert_eq!(committed_in(&replayed(&h.entries, h.now())), Some(9));
+}
+
+#[test]
+fn replay_rebuilds_committed_and_pending_offsets() {
+    let mut h = H::new();
+    assert_eq!(h.commit("", -1, 1), 0);
+    assert_eq!(h.txn_commit(PID, 5), 0);
+    assert_eq!(h.end_txn(PID, true), Ok(()));
+    assert_eq!(h.txn_commit(PID2, 9), 0);
+    let mut fresh = replayed(&h.entries, h.now());
+    assert_eq!(committed_in(&fresh), Some(5));
+    assert!(!fresh.has_pending_txn(PID));
+    let pending = fresh
+        .pending_txn_offset("g", PID2, "t", 0)
+        .expect("still pending");
+    assert_eq!(pending.value.offset, 9);
+    let topics = [("t".to_string(), vec![0])];
+    assert_eq!(
+        fresh.fetch_offsets_with("g", Some(&topics), true)[0].1[0].error,
+        Code::UnstableOffsetCommit.code()
+    );
+    // The transaction coordinator completes it after its own recovery.
+    let mut out = Outcome::default();
+    assert_eq!(fresh.complete_txn(PID2, 0, 0, true, &mut out), Ok(()));
+    assert_eq!(committed_in(&fresh), Some(9));
+    // Operations after the replay order after every replayed record.
+    let mut fresh = replayed(&h.entries, h.now());
+    fresh.outcome_written();
+    let mut out = Outcome::default();
+    let plain = CommitRequest {
+        group_id: "g".into(),
+        generation: -1,
+        member_id: String::new(),
+        group_instance_id: None,
+        retention_ms: -1,
+        api_version: 8,
+        partitions: vec![CommitPartition {
+            topic: "t".into(),
+            partition: 0,
+            offset: 11,
+            leader_epoch: -1,
+            metadata: None,
+            error: 0,
+        }],
+    };
+    assert_eq!(fresh.commit(plain, h.now(), &mut out), [0]);
+    fresh.outcome_written();
+    assert_eq!(fresh.complete_txn(PID2, 0, 0, true, &mut out), Ok(()));
+    assert_eq!(
+        committed_in(&fresh),
+        Some(11),
+        "the newer plain commit wins"
+    );
+}
+
+#[test]
+fn txn_commits_are_validated_like_offset_commits_without_the_rebalance_check() {
+    let mut h = H::new();
+    // An unknown group with a generation.
+    let req = txn_request(PID, 0, 1, "m", 5);
+    assert_eq!(
+        h.run(|s, now, out| s.txn_commit(req, now, out)),
+        [Code::IllegalGeneration.code()]
+    );
+    let a = h.stable_single();
+    let run = |h: &mut H, generation: i32, member: &str| {
+        let req = txn_request(PID, 0, generation, member, 5);
+        h.run(|s, now, out| s.txn_commit(req, now, out))[0]
+    };
+    assert_eq!(run(&mut h, 1, "nobody"), Code::UnknownMemberId.code());
+    assert_eq!(run(&mut h, 2, &a), Code::IllegalGeneration.code());
+    assert_eq!(run(&mut h, 1, &a), 0);
+    // v0-v2 carry no member: accepted whatever the group's state.
+    assert_eq!(run(&mut h, -1, ""), 0);
+    // A member of the group may commit while the group completes a
+    // rebalance (transactional commits do not check it).
+    let (b, mut b_join) = h.join_new();
+    h.join(&a, None, &["range"]).try_recv().unwrap();
+    b_join.try_recv().unwrap();
+    assert_eq!(h.state(), GroupState::CompletingRebalance);
+    assert_eq!(run(&mut h, 2, &b), 0);
+    assert_eq!(h.commit(&b, 2, 5), Code::RebalanceInProgress.code());
+    // Metadata beyond offset.metadata.max.bytes, per partition.
+    let mut req = txn_request(PID, 0, -1, "", 5);
+    req.partitions[0].metadata = Some("x".repeat(17));
+    req.partitions.push(CommitPartition {
+        topic: "gone".into(),
+        partition: 0,
+        offset: 1,
+        leader_epoch: -1,
+        metadata: None,
+        error: Code::UnknownTopicOrPartition.code(),
+    });
+    assert_eq!(
+        h.run(|s, now, out| s.txn_commit(req, now, out)),
+        [
+            Code::OffsetMetadataTooLarge.code(),
+            Code::UnknownTopicOrPartition.code()
+        ]
+    );
+}
+
+#[test]
+fn fenced_producer_and_coordinator_epochs_are_refused_before_writing() {
+    let mut h = H::new();
+    let req = txn_request(PID, 3, -1, "", 5);
+    assert_eq!(h.run(|s, now, out| s.txn_commit(req, now, out)), [0]);
+    let old = txn_request(PID, 2, -1, "", 6);
+    assert_eq!(
+        h.run(|s, now, out| s.txn_commit(old, now, out)),
+        [Code::InvalidProducerEpoch.code()]
+    );
+    let written = h.entries.len();
+    assert_eq!(
+        h.run(|s, _, out| s.complete_txn(PID, 2, 0, true, out)),
+        Err(Code::InvalidProducerEpoch.code())
+    );
+    assert_eq!(
+        h.run(|s, _, out| s.complete_txn(PID, 3, 5, true, out)),
+        Ok(())
+    );
+    assert_eq!(h.committed(), Some(5));
+    assert_eq!(
+        h.run(|s, _, out| s.complete_txn(PID, 3, 4, false, out)),
+        Err(Code::TransactionCoordinatorFenced.code())
+    );
+    assert_eq!(
+        h.entries.len(),
+        written + 1,
+        "only the accepted marker is written"
+    );
+    // The epochs are known again after a replay.
+    let mut fresh = replayed(&h.entries, h.now());
+    let mut out = Outcome::default();
+    assert_eq!(
+        fresh.complete_txn(PID, 3, 4, false, &mut out),
+        Err(Code::TransactionCoordinatorFenced.code())
+    );
+}
+
+#[test]
+fn deleting_an_empty_group_drops_its_pending_offsets_too() {
+    // Kafka's ClassicGroup.validateDeleteGroup checks only the state, and
+    // deleteAllOffsets tombstones pending transactional offsets as well.
+    let mut h = H::new();
+    assert_eq!(h.txn_commit(PID, 5), 0);
+    let code = h.run(|s, now, out| s.delete_group("g", now, out));
+    assert_eq!(code, 0);
+    assert!(h.shard.group("g").is_none());
+    assert!(!h.shard.has_pending_txn(PID));
+    assert_eq!(h.end_txn(PID, true), Ok(()));
+    assert_eq!(h.committed(), None, "the marker does not bring it back");
+    let fresh = replayed(&h.entries, h.now());
+    assert!(fresh.group("g").is_none());
+    assert_eq!(committed_in(&fresh), None);
+    // A group with members is refused as before.
+    let mut h = H::new();
+    h.stable_single();
+    assert_eq!(h.txn_commit(PID, 5), 0);
+    let code = h.run(|s, now, out| s.delete_group("g", now, out));
+    assert_eq!(code, Code::NonEmptyGroup.code());
+}
+
+#[test]
+fn offset_delete_drops_pending_offsets_of_the_partition() {
+    let mut h = H::new();
+    assert_eq!(h.txn_commit(PID, 5), 0);
+    let parts = [("t".to_string(), 0)];
+    let r = h.run(|s, _, out| s.delete_offsets("g", &parts, out));
+    assert_eq!(r, Ok(vec![0]));
+    assert!(!h.shard.has_pending_txn(PID));
+    assert_eq!(h.end_txn(PID, true), Ok(()));
+    assert_eq!(h.committed(), None);
+    assert_eq!(committed_in(&replayed(&h.entries, h.now())), None);
+}
+
+#[test]
+fn pending_offsets_keep_the_group_and_their_partition_from_expiring() {
+    let mut h = H::new();
+    assert_eq!(h.commit("", -1, 3), 0);
+    assert_eq!(h.txn_commit(PID, 5), 0);
+    h.clock.advance(120_000);
+    let expired = h.run(|s, now, out| s.expire_offsets(now, out));
+    assert_eq!(expired, 0, "not while a transaction holds the partition");
+    assert_eq!(h.committed(), Some(3));
+    // A group holding only pending offsets is not removed either.
+    assert_eq!(h.end_txn(PID, false), Ok(()));
+    assert_eq!(h.run(|s, now, out| s.expire_offsets(now, out)), 1);
+    assert_eq!(h.txn_commit(PID, 6), 0);
+    h.clock.advance(120_000);
+    h.run(|s, now, out| s.expire_offsets(now, out));
+    assert!(h.shard.group("g").is_some());
+    assert_eq!(h.end_txn(PID, true), Ok(()));
+    assert_eq!(h.committed(), Some(6));
+}
+
+#[test]
+fn a_compacting_rewrite_keeps_pending_offsets_and_their_order() {
+    let mut h = H::new();
+    // t-0: pending txn of PID older than the committed plain offset.
+    assert_eq!(h.txn_commit(PID, 5), 0);
+    assert_eq!(h.commit("", -1, 7), 0);
+    // t-1: committed plain offset older than the pending txn of PID2.
+    let mut req = txn_request(PID2, 0, -1, "", 0);
+    req.partitions[0].partition = 1;
+    let plain = CommitRequest {
+        group_id: "g".into(),
+        generation: -1,
+        member_id: String::new(),
+        group_instance_id: None,
+        retention_ms: -1,
+        api_version: 8,
+        partitions: vec![CommitPartition {
+            topic: "t".into(),
+            partition: 1,
+            offset: 20,
+            leader_epoch: -1,
+            metadata: None,
+            error: 0,
+        }],
+    };
+    h.run(|s, now, out| s.commit(plain, now, out));
+    req.partitions[0].offset = 21;
+    h.run(|s, now, out| s.txn_commit(req, now, out));
+    let snapshot = snapshot_entries(&h.shard);
+    let txn_records = snapshot
+        .iter()
+        .filter(|e| matches!(e, Entry::Record(_, Some(_))))
+        .count();
+    assert_eq!(txn_records, 2, "{snapshot:?}");
+    let mut fresh = replayed(&snapshot, h.now());
+    assert_eq!(
+        fresh
+            .pending_txn_offset("g", PID, "t", 0)
+            .unwrap()
+            .value
+            .offset,
+        5
+    );
+    assert_eq!(
+        fresh
+            .pending_txn_offset("g", PID2, "t", 1)
+            .unwrap()
+            .value
+            .offset,
+        21
+    );
+    for pid in [PID, PID2] {
+        let mut out = Outcome::default();
+        assert_eq!(fresh.complete_txn(pid, 0, 0, true, &mut out), Ok(()));
+        assert_eq!(h.end_txn(pid, true), Ok(()));
+    }
+    let topics = [("t".to_string(), vec![0, 1])];
+    let offsets = |s: &GroupShard| -> Vec<i64> {
+        s.fetch_offsets("g", Some(&topics))[0]
+            .1
+            .iter()
+            .map(|o| o.offset)
+            .collect()
+    };
+    assert_eq!(offsets(&h.shard), [7, 21]);
+    assert_eq!(
+        offsets(&fresh),
+        [7, 21],
+        "the rewrite kept which commit is newer"
+    );
+    assert_eq!(h.shard.live_records(), 2);
+}
+
+/// The shard's offsets equal those of a replay of what it wrote.
+fn assert_same_as_replay(h: &H) {
+    let fresh = replayed(&h.entries, h.now());
+    let topics = [("t".to_string(), vec![0, 1])];
+    for stable in [false, true] {
+        assert_eq!(
+            h.shard.fetch_offsets_with("g", Some(&topics), stable),
+            fresh.fetch_offsets_with("g", Some(&topics), stable),
+            "stable: {stable}"
+        );
+    }
+    assert_eq!(h.shard.group("g").is_some(), fresh.group("g").is_some());
+    for pid in [PID, PID2] {
+        assert_eq!(h.shard.has_pending_txn(pid), fresh.has_pending_txn(pid));
+    }
+}
+
+#[test]
+fn tombstones_in_the_outcome_of_a_txn_commit_order_as_the_log_does() {
+    // Plain records go first in the log: a tombstone applied after a
+    // TxnOffsetCommit of the same write stands before it, and the
+    // transactional offset outlives it (a replay agrees).
+    let parts = [("t".to_string(), 0)];
+    let mut h = H::new();
+    assert_eq!(h.commit("", -1, 3), 0);
+    h.run(|s, now, out| {
+        assert_eq!(s.txn_commit(txn_request(PID, 0, -1, "", 5), now, out), [0]);
+        assert_eq!(s.delete_offsets("g", &parts, out), Ok(vec![0]));
+    });
+    assert!(h.shard.has_pending_txn(PID));
+    assert_eq!(h.committed(), None, "the older committed offset is gone");
+    assert_same_as_replay(&h);
+    assert_eq!(h.end_txn(PID, true), Ok(()));
+    assert_eq!(h.committed(), Some(5));
+    assert_same_as_replay(&h);
+
+    // The same with the group deleted, and the transaction completed in the
+    // same write too: the group comes back holding the committed offset.
+    let mut h = H::new();
+    assert_eq!(h.txn_commit(PID2, 2), 0);
+    h.run(|s, now, out| {
+        assert_eq!(s.txn_commit(txn_request(PID, 0, -1, "", 5), now, out), [0]);
+        assert_eq!(s.complete_txn(PID, 0, 0, true, out), Ok(()));
+        assert_eq!(s.delete_group("g", now, out), 0);
+    });
+    assert_eq!(h.committed(), Some(5));
+    assert!(
+        !h.shard.has_pending_txn(PID2),
+        "older pending offsets are deleted"
+    );
+    assert_same_as_replay(&h);
+
+    // A tombstone in a later write removes the pending offset.
+    let mut h = H::new();
+    assert_eq!(h.txn_commit(PID, 5), 0);
+    let r = h.run(|s, _, out| s.delete_offsets("g", &parts, out));
+    assert_eq!(r, Ok(vec![0]));
+    assert!(!h.shard.has_pending_txn(PID));
+    assert_same_as_replay(&h);
+}
+
+#[test]
+fn a_plain_commit_after_a_txn_completed_in_the_same_write_stands_before_it() {
+    let mut h = H::new();
+    h.run(|s, now, out| {
+        assert_eq!(s.txn_commit(txn_request(PID, 0, -1, "", 5), now, out), [0]);
+        assert_eq!(s.complete_txn(PID, 0, 0, true, out), Ok(()));
+        let plain = CommitRequest {
+            group_id: "g".into(),
+            generation: -1,
+            member_id: String::new(),
+            group_instance_id: None,
+            retention_ms: -1,
+            api_version: 8,
+            partitions: vec![CommitPartition {
+                topic: "t".into(),
+                partition: 0,
+                offset: 7,
+                leader_epoch: -1,
+                metadata: None,
+                error: 0,
+            }],
+        };
+        assert_eq!(s.commit(plain, now, out), [0]);
+    });
+    assert_eq!(h.committed(), Some(5));
+    assert_same_as_replay(&h);
+    // In the next write a plain commit is the newer one again.
+    assert_eq!(h.commit("", -1, 8), 0);
+    assert_eq!(h.committed(), Some(8));
+    assert_same_as_replay(&h);
 }
