@@ -210,10 +210,8 @@ mod tests {
     use super::*;
     use crate::config::BrokerConfig;
     use crate::log::control::{Marker, MarkerType};
-    use bytes::{Bytes, BytesMut};
-    use kafka_protocol::records::{
-        Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-    };
+    use bytes::Bytes;
+    use kafka_protocol::records::{Compression, Record, TimestampType};
 
     /// A batch of `count` records; transactional for producer `pid` (epoch
     /// 0, sequence `seq`) when given.
@@ -236,17 +234,7 @@ mod tests {
                 delete_horizon: false,
             })
             .collect();
-        let mut buf = BytesMut::new();
-        RecordBatchEncoder::encode(
-            &mut buf,
-            &records,
-            &RecordEncodeOptions {
-                version: 2,
-                compression: Compression::None,
-            },
-        )
-        .unwrap();
-        buf.freeze()
+        crate::coordinator::codec::tests::raw_batch(&records, Compression::None)
     }
 
     fn marker(pid: i64, commit: bool) -> Marker {

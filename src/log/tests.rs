@@ -5,10 +5,8 @@
 use std::fs::OpenOptions;
 use std::path::Path;
 
-use bytes::{Bytes, BytesMut};
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
+use bytes::Bytes;
+use kafka_protocol::records::{Compression, Record, RecordBatchDecoder, TimestampType};
 use proptest::prelude::*;
 use uuid::Uuid;
 
@@ -50,17 +48,7 @@ pub(crate) fn make_batch(
             delete_horizon: false,
         })
         .collect();
-    let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(
-        &mut buf,
-        &records,
-        &RecordEncodeOptions {
-            version: 2,
-            compression: Compression::None,
-        },
-    )
-    .expect("encode");
-    buf.freeze()
+    crate::coordinator::codec::tests::raw_batch(&records, Compression::None)
 }
 
 /// (offset, key) of every record in `bytes`.

@@ -6,10 +6,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fs::OpenOptions;
 use std::path::Path;
 
-use bytes::{Bytes, BytesMut};
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
+use bytes::Bytes;
+use kafka_protocol::records::{Compression, Record, RecordBatchDecoder, TimestampType};
 use proptest::prelude::*;
 use uuid::Uuid;
 
@@ -51,17 +49,7 @@ fn batch(tag: u32, count: usize, producer: Option<(i64, i16, i32)>, transactiona
             delete_horizon: false,
         })
         .collect();
-    let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(
-        &mut buf,
-        &records,
-        &RecordEncodeOptions {
-            version: 2,
-            compression: Compression::None,
-        },
-    )
-    .expect("encode");
-    buf.freeze()
+    crate::coordinator::codec::tests::raw_batch(&records, Compression::None)
 }
 
 fn txn_batch(tag: u32, count: usize, pid: i64, epoch: i16, seq: i32) -> Bytes {
