@@ -287,6 +287,30 @@ pub fn leave_group(ctx: RequestContext, req: LeaveGroupRequest) -> ResponseFutur
 
 // ---- OffsetCommit / OffsetFetch / OffsetDelete ------------------------------
 
+/// One partition of an (transactional) offset commit: UNKNOWN_TOPIC_OR_PARTITION
+/// unless the topic has it. `(offset, leader epoch)`.
+fn commit_partition(
+    info: Option<&std::sync::Arc<crate::metadata::TopicInfo>>,
+    topic: &str,
+    partition: i32,
+    (offset, leader_epoch): (i64, i32),
+    metadata: &Option<StrBytes>,
+) -> CommitPartition {
+    let exists = info.is_some_and(|i| (0..i.partitions).contains(&partition));
+    CommitPartition {
+        topic: topic.to_string(),
+        partition,
+        offset,
+        leader_epoch,
+        metadata: opt_string(metadata),
+        error: if exists {
+            NO_ERROR
+        } else {
+            Code::UnknownTopicOrPartition.code()
+        },
+    }
+}
+
 pub fn offset_commit(ctx: RequestContext, req: OffsetCommitRequest) -> ResponseFuture {
     Box::pin(async move {
         let image = ctx.broker.metadata.image();
@@ -294,23 +318,18 @@ pub fn offset_commit(ctx: RequestContext, req: OffsetCommitRequest) -> ResponseF
         for t in &req.topics {
             let info = image.topic(t.name.as_str());
             for p in &t.partitions {
-                let exists = info.is_some_and(|i| (0..i.partitions).contains(&p.partition_index));
-                partitions.push(CommitPartition {
-                    topic: t.name.to_string(),
-                    partition: p.partition_index,
-                    offset: p.committed_offset,
-                    leader_epoch: if ctx.version >= 6 {
-                        p.committed_leader_epoch
-                    } else {
-                        -1
-                    },
-                    metadata: opt_string(&p.committed_metadata),
-                    error: if exists {
-                        NO_ERROR
-                    } else {
-                        Code::UnknownTopicOrPartition.code()
-                    },
-                });
+                let epoch = if ctx.version >= 6 {
+                    p.committed_leader_epoch
+                } else {
+                    -1
+                };
+                partitions.push(commit_partition(
+                    info,
+                    &t.name,
+                    p.partition_index,
+                    (p.committed_offset, epoch),
+                    &p.committed_metadata,
+                ));
             }
         }
         let commit = CommitRequest {
@@ -370,23 +389,18 @@ pub fn txn_offset_commit(ctx: RequestContext, req: TxnOffsetCommitRequest) -> Re
         for t in &req.topics {
             let info = image.topic(t.name.as_str());
             for p in &t.partitions {
-                let exists = info.is_some_and(|i| (0..i.partitions).contains(&p.partition_index));
-                partitions.push(CommitPartition {
-                    topic: t.name.to_string(),
-                    partition: p.partition_index,
-                    offset: p.committed_offset,
-                    leader_epoch: if ctx.version >= 2 {
-                        p.committed_leader_epoch
-                    } else {
-                        -1
-                    },
-                    metadata: opt_string(&p.committed_metadata),
-                    error: if exists {
-                        NO_ERROR
-                    } else {
-                        Code::UnknownTopicOrPartition.code()
-                    },
-                });
+                let epoch = if ctx.version >= 2 {
+                    p.committed_leader_epoch
+                } else {
+                    -1
+                };
+                partitions.push(commit_partition(
+                    info,
+                    &t.name,
+                    p.partition_index,
+                    (p.committed_offset, epoch),
+                    &p.committed_metadata,
+                ));
             }
         }
         let count = partitions.len();
