@@ -134,8 +134,9 @@ fn verify_txn(
         return Ok(None);
     }
     let Some(id) = transactional_id else {
-        // Kafka: transactional records need the request's transactional id.
-        return Err(Code::InvalidTxnState.code());
+        // Kafka: transactional records without the request's transactional
+        // id are refused as an unauthorized transactional write.
+        return Err(Code::TransactionalIdAuthorizationFailed.code());
     };
     if !log.needs_txn_verification(header.producer_id, header.producer_epoch) {
         return Ok(None);

@@ -42,7 +42,9 @@ pub fn init_producer_id(ctx: RequestContext, req: InitProducerIdRequest) -> Resp
             .as_ref()
             .map(|t| t.to_string())
             .unwrap_or_default();
-        if id.is_empty() {
+        // Kafka: an empty id, or a stated producer with only one of id and
+        // epoch set, is a malformed request.
+        if id.is_empty() || (req.producer_id.0 == -1) != (req.producer_epoch == -1) {
             return ctx.encode(&resp.with_error_code(Code::InvalidRequest.code()));
         }
         let expected = (req.producer_id.0 != -1).then_some(Producer {

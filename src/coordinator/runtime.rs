@@ -50,8 +50,9 @@ pub struct Outcome {
 }
 
 impl Outcome {
-    /// Sends `value` on `tx` once the outcome is durable (a failed write
-    /// drops it; the waiting caller then answers COORDINATOR_NOT_AVAILABLE).
+    /// Sends `value` on `tx` once the outcome's write is over — whether it
+    /// succeeded or not (replies whose answer depends on it are built from
+    /// [`Reply`] directly, as [`call_shard`] does).
     pub fn reply<T: Send + 'static>(&mut self, tx: oneshot::Sender<T>, value: T) {
         self.replies.push(Box::new(move |_| {
             let _ = tx.send(value);

@@ -87,6 +87,7 @@ impl TxnCoordinator {
                     broker: broker.clone(),
                     clock: self.clock.clone(),
                     config: self.config.clone(),
+                    markers: Vec::new(),
                 };
                 tokio::spawn(t.run(rx, self.shutdown.clone()))
             })

@@ -26,9 +26,10 @@ pub struct TxnMeta {
     /// The producer id before the last one was exhausted (epoch overflow).
     pub previous_producer_id: i64,
     pub epoch: i16,
-    /// The epoch before the last bump, so a retried InitProducerId (KIP-360)
-    /// is recognised; -1 when unknown.
-    pub last_epoch: i16,
+    /// The identity the last bump replaced, when that bump was asked for by
+    /// a producer stating it (KIP-360): its retry is answered again. `None`
+    /// after a bump by a new instance, so a fenced one cannot claim it.
+    pub last_producer: Option<Producer>,
     pub timeout_ms: i32,
     pub state: TxnStatus,
     pub partitions: BTreeSet<(String, i32)>,
@@ -67,7 +68,7 @@ impl TxnMeta {
             producer_id: v.producer_id,
             previous_producer_id: v.previous_producer_id,
             epoch: v.producer_epoch,
-            last_epoch: -1,
+            last_producer: None,
             timeout_ms: v.timeout_ms,
             state: v.status,
             partitions: v
@@ -149,9 +150,9 @@ impl OngoingTxns {
             return Err(Code::InvalidProducerEpoch.code());
         }
         let included = known
-                .partitions
-                .as_ref()
-                .is_some_and(|ps| ps.iter().any(|(t, p)| t == topic && *p == partition));
+            .partitions
+            .as_ref()
+            .is_some_and(|ps| ps.iter().any(|(t, p)| t == topic && *p == partition));
         if included {
             Ok(())
         } else {
@@ -202,8 +203,9 @@ impl OngoingTxns {
     }
 }
 
-/// The highest epoch a producer id may reach before a new id is handed out
-/// (Kafka bumps to a new producer id when the epoch would hit Short.MAX).
+/// The highest epoch InitProducerId hands out before moving to a new
+/// producer id (Kafka: at Short.MAX - 1); a timeout abort may still bump
+/// to Short.MAX to fence.
 const MAX_EPOCH: i16 = i16::MAX - 1;
 
 pub struct TxnShard {
@@ -277,16 +279,14 @@ impl TxnShard {
             return Err(Code::InvalidTransactionTimeout.code());
         }
         let Some(meta) = self.txns.get_mut(id) else {
-            if expected.is_some_and(|p| p.id != NO_PRODUCER_ID) {
-                // KIP-360: a producer that thinks it has an id we do not know.
-                return Err(Code::InvalidProducerIdMapping.code());
-            }
+            // Also for a producer stating an id we do not know (its
+            // transactional id expired): Kafka hands out a fresh one.
             let producer_id = allocate()?;
             let meta = TxnMeta {
                 producer_id,
                 previous_producer_id: NO_PRODUCER_ID,
                 epoch: 0,
-                last_epoch: -1,
+                last_producer: None,
                 timeout_ms,
                 state: TxnStatus::Empty,
                 partitions: BTreeSet::new(),
@@ -319,15 +319,11 @@ impl TxnShard {
             TxnStatus::Dead => return Err(Code::ConcurrentTransactions.code()),
             TxnStatus::Empty | TxnStatus::CompleteCommit | TxnStatus::CompleteAbort => {}
         }
-        if let Some(p) = expected.filter(|p| p.id != NO_PRODUCER_ID) {
+        let expected = expected.filter(|p| p.id != NO_PRODUCER_ID);
+        if let Some(p) = expected {
             let current = p.id == meta.producer_id && p.epoch == meta.epoch;
-            let retried = p.id == meta.producer_id
-                && meta.last_epoch >= 0
-                && p.epoch == meta.last_epoch
-                && meta.state == TxnStatus::Empty;
-            let after_overflow =
-                p.id == meta.previous_producer_id && meta.state == TxnStatus::Empty;
-            if retried || after_overflow {
+            let retried = meta.last_producer == Some(p) && meta.state == TxnStatus::Empty;
+            if retried {
                 // The reply to an earlier bump was lost: answer it again.
                 return Ok(Producer {
                     id: meta.producer_id,
@@ -338,16 +334,19 @@ impl TxnShard {
                 return Err(Code::ProducerFenced.code());
             }
         }
+        let replaced = Producer {
+            id: meta.producer_id,
+            epoch: meta.epoch,
+        };
         if meta.epoch >= MAX_EPOCH {
             let producer_id = allocate()?;
             meta.previous_producer_id = meta.producer_id;
             meta.producer_id = producer_id;
             meta.epoch = 0;
-            meta.last_epoch = -1;
         } else {
-            meta.last_epoch = meta.epoch;
             meta.epoch += 1;
         }
+        meta.last_producer = expected.filter(|p| *p == replaced);
         meta.timeout_ms = timeout_ms;
         meta.state = TxnStatus::Empty;
         meta.partitions.clear();
@@ -498,7 +497,7 @@ impl TxnShard {
     /// new producer instance taking over).
     fn fence_and_abort(&mut self, id: &str, now: i64, out: &mut Outcome) {
         let meta = self.txns.get_mut(id).expect("caller checked");
-        if meta.epoch >= MAX_EPOCH {
+        if meta.epoch == i16::MAX {
             // No epoch left to fence with: abort at the current one; the
             // next InitProducerId moves to a new producer id.
             tracing::warn!(
@@ -506,7 +505,7 @@ impl TxnShard {
                 "epoch exhausted; aborting without a bump"
             );
         } else {
-            meta.last_epoch = -1;
+            meta.last_producer = None;
             meta.epoch += 1;
         }
         self.prepare(id, false, now, out);

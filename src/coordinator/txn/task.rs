@@ -34,6 +34,19 @@ pub struct TxnTask {
     pub broker: Arc<Broker>,
     pub clock: Arc<dyn Clock>,
     pub config: TxnConfig,
+    /// Marker writers in flight. Aborted when the shard reloads (the reload
+    /// starts them again from what the log holds, and a stale writer must not
+    /// put an old transaction's marker after a newer transaction's data) and
+    /// when the task ends.
+    pub markers: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for TxnTask {
+    fn drop(&mut self) {
+        for m in &self.markers {
+            m.abort();
+        }
+    }
 }
 
 impl TxnTask {
@@ -128,14 +141,15 @@ impl TxnTask {
     /// Starts writing the markers of transactions that reached
     /// PrepareCommit/PrepareAbort (their records are durable by now).
     fn dispatch_markers(&mut self, done: &mpsc::UnboundedSender<MarkerJob>) {
+        self.markers.retain(|m| !m.is_finished());
         for job in self.shard.take_jobs() {
             let broker = self.broker.clone();
             let done = done.clone();
             let clock = self.clock.clone();
-            tokio::spawn(async move {
+            self.markers.push(tokio::spawn(async move {
                 write_markers(&broker, &job, clock.as_ref()).await;
                 let _ = done.send(job);
-            });
+            }));
         }
     }
 
@@ -145,6 +159,9 @@ impl TxnTask {
     }
 
     fn reload(&mut self) -> anyhow::Result<()> {
+        for m in self.markers.drain(..) {
+            m.abort();
+        }
         self.shard.unpublish();
         let mut shard = TxnShard::new(
             self.log.partition,

@@ -405,11 +405,77 @@ fn kip_360_retried_init_gets_the_same_answer() {
         h.init_with("t", TIMEOUT, Some(bogus), 3),
         Err(code(Code::ProducerFenced))
     );
+    // An id the coordinator forgot (expired): a fresh producer id, as Kafka.
     let unknown = Producer { id: 5, epoch: 0 };
+    let fresh = h.init_with("new", TIMEOUT, Some(unknown), 3).unwrap();
+    assert_ne!(fresh.id, 5);
+    assert_eq!(fresh.epoch, 0);
+}
+
+#[test]
+fn a_fenced_instance_cannot_claim_the_new_instances_epoch() {
+    let mut h = Harness::new();
+    let old = h.init("t", 0).unwrap();
+    // A new instance (no stated identity) takes over.
+    let new = h.init("t", 1).unwrap();
+    assert_eq!(new.epoch, old.epoch + 1);
+    // The old instance asking to bump from its epoch is fenced, not handed
+    // the new instance's identity.
     assert_eq!(
-        h.init_with("new", TIMEOUT, Some(unknown), 3),
-        Err(code(Code::InvalidProducerIdMapping))
+        h.init_with("t", TIMEOUT, Some(old), 2),
+        Err(code(Code::ProducerFenced))
     );
+    // The new instance's own KIP-360 bump and its retry work.
+    let bumped = h.init_with("t", TIMEOUT, Some(new), 3).unwrap();
+    assert_eq!(h.init_with("t", TIMEOUT, Some(new), 4), Ok(bumped));
+    // Once another bump happens, the old retry is no longer answered.
+    let _ = h.init("t", 5).unwrap();
+    assert_eq!(
+        h.init_with("t", TIMEOUT, Some(new), 6),
+        Err(code(Code::ProducerFenced))
+    );
+}
+
+#[test]
+fn a_timeout_at_the_last_handed_out_epoch_still_fences() {
+    let mut h = Harness::new();
+    let first = h.init("t", 0).unwrap();
+    let key = super::records::TxnKey {
+        transactional_id: "t".into(),
+    }
+    .encode();
+    let value = super::records::TxnValue {
+        producer_id: first.id,
+        previous_producer_id: -1,
+        next_producer_id: -1,
+        producer_epoch: i16::MAX - 1,
+        timeout_ms: 1_000,
+        status: Ongoing,
+        partitions: vec![super::records::TxnPartitions {
+            topic: "a".into(),
+            partitions: vec![0],
+        }],
+        last_update_timestamp: 0,
+        start_timestamp: 0,
+        client_transaction_version: 0,
+    }
+    .encode();
+    h.shard.replay(&key, Some(&value));
+    let mut out = Outcome::default();
+    assert_eq!(h.shard.abort_timed_out(2_000, &mut out), 1);
+    let jobs = h.complete_all(2_001);
+    assert_eq!(jobs[0].epoch, i16::MAX, "fenced with the last epoch");
+    let late = Producer {
+        id: first.id,
+        epoch: i16::MAX - 1,
+    };
+    assert_eq!(
+        h.end("t", late, true, 2_002),
+        Err(code(Code::ProducerFenced))
+    );
+    // The next instance moves to a new producer id.
+    let next = h.init("t", 2_003).unwrap();
+    assert_ne!(next.id, first.id);
 }
 
 #[test]
