@@ -10,8 +10,11 @@
 //! throughput, a 4th member joining mid-stream); an end-to-end latency phase
 //! at a fixed rate; peak RSS and total CPU; SIGTERM. Then group formation
 //! alone on a second broker with Kafka's default initial rebalance delay.
-//! Numbers are reported, never asserted (a failed group case is reported and
-//! makes the exit status 1).
+//! Transactions: a transactional producer committing 100- and 1,000-record
+//! transactions of 100 B records on 1 and 6 partitions (on the same broker,
+//! after the latency phase).
+//! Numbers are reported, never asserted (a failed group or transaction case
+//! is reported and makes the exit status 1).
 
 #[path = "runnel-bench/broker.rs"]
 mod broker;
@@ -27,7 +30,7 @@ use anyhow::{bail, Context, Result};
 use clap::Parser;
 
 use broker::{BrokerProcess, Machine};
-use report::{ConsumeCase, GroupCase, ProduceCase, Report, RunResult};
+use report::{ConsumeCase, GroupCase, ProduceCase, Report, RunResult, TxnCase};
 
 /// Benchmarks a runnel broker binary with librdkafka clients.
 #[derive(Parser, Debug)]
@@ -63,6 +66,10 @@ struct Args {
     /// Producer instances (one thread each) sharing every produce run.
     #[arg(long, default_value_t = 1)]
     producers: usize,
+    /// Records per transactional produce run (default 200,000; a tenth with
+    /// --quick); 0 skips the transaction cases.
+    #[arg(long, value_name = "N")]
+    txn_records: Option<u64>,
     /// Records per second in the latency phase.
     #[arg(long, default_value_t = 10_000)]
     latency_rate: u64,
@@ -100,6 +107,10 @@ const GROUP_PARTITIONS: i32 = 6;
 const GROUP_FLOW_RATE: u64 = 20_000;
 /// The broker setting that holds back the first rebalance of a new group.
 const INITIAL_DELAY: &str = "group.initial.rebalance.delay.ms";
+/// Records per transactional produce run.
+const DEFAULT_TXN_RECORDS: u64 = 200_000;
+/// Records per transaction in the transaction cases.
+const TXN_SIZES: [u64; 2] = [100, 1000];
 
 struct Plan {
     binary: PathBuf,
@@ -115,6 +126,8 @@ struct Plan {
     produce_cases: Vec<ProduceCase>,
     consume_cases: Vec<ConsumeCase>,
     group_cases: Vec<GroupCase>,
+    txn_cases: Vec<TxnCase>,
+    txn_records: u64,
     /// Also measure formation with Kafka's built-in initial rebalance delay.
     group_default_delay: bool,
 }
@@ -198,6 +211,21 @@ fn run(args: Args) -> Result<()> {
             join: true,
         })
         .collect();
+    let txn_records = args.txn_records.unwrap_or(DEFAULT_TXN_RECORDS / scale);
+    let txn_cases: Vec<TxnCase> = if txn_records == 0 {
+        Vec::new()
+    } else {
+        [1, 6]
+            .into_iter()
+            .flat_map(|partitions| {
+                TXN_SIZES.into_iter().map(move |per_txn| TxnCase {
+                    size: SMALL,
+                    partitions,
+                    per_txn,
+                })
+            })
+            .collect()
+    };
     // Kafka's shipped server.properties sets the initial rebalance delay to 0
     // for development; the built-in default is 3000. An --override wins.
     let overrides: Vec<String> = std::iter::once(format!("{INITIAL_DELAY}=0"))
@@ -227,6 +255,8 @@ fn run(args: Args) -> Result<()> {
         produce_cases,
         consume_cases,
         group_cases,
+        txn_cases,
+        txn_records,
         group_default_delay: !args.quick,
     };
 
@@ -279,6 +309,9 @@ fn run(args: Args) -> Result<()> {
         group_delay_ms,
         group_flow_rate: GROUP_FLOW_RATE,
         group_settings: settings(workload::GROUP_CONSUMER_SETTINGS, &[]),
+        txn_cases: plan.txn_cases.clone(),
+        txn_records: plan.txn_records,
+        txn_settings: settings(workload::TXN_PRODUCER_SETTINGS, &plan.producer_config),
         latency_rate: plan.latency_rate,
         latency_size: LATENCY_RECORD,
         latency_secs: plan.latency_secs,
@@ -300,6 +333,10 @@ fn run(args: Args) -> Result<()> {
     let group_errors: usize = report.results.iter().map(|r| r.group_errors.len()).sum();
     if group_errors > 0 {
         bail!("{group_errors} consumer-group measurements failed (listed in the report)");
+    }
+    let txn_errors: usize = report.results.iter().map(|r| r.txn_errors.len()).sum();
+    if txn_errors > 0 {
+        bail!("{txn_errors} transaction measurements failed (listed in the report)");
     }
     Ok(())
 }
@@ -458,6 +495,51 @@ fn one_run(plan: &Plan, run: usize) -> Result<RunResult> {
             l.percentile_ms(100.0)
         );
         result.latency = Some(l);
+    }
+    for c in &plan.txn_cases {
+        let name = format!("bench-txn-{}b-{}p-{}", c.size, c.partitions, c.per_txn);
+        let t = workload::create_topic(bootstrap, &name, c.partitions).and_then(|()| {
+            workload::transactions(
+                &clients,
+                &name,
+                c.partitions,
+                c.size,
+                plan.txn_records,
+                c.per_txn,
+                &name,
+                &cpu,
+            )
+        });
+        match t {
+            Ok(t) => {
+                eprintln!(
+                    "  txn     {:>4} B x{} {:>4}/txn: {}, {:.0} txn/s, commit p50 {:.2} ms p99 {:.2} ms (init {:.0} ms)",
+                    c.size,
+                    c.partitions,
+                    c.per_txn,
+                    progress(&t.produce),
+                    t.txns_per_sec(),
+                    t.commits.percentile_ms(50.0),
+                    t.commits.percentile_ms(99.0),
+                    t.init_secs * 1e3
+                );
+                result.txn.push(Some(t));
+            }
+            Err(e) => {
+                eprintln!(
+                    "  txn     {:>4} B x{} {:>4}/txn: FAILED: {e:#}",
+                    c.size, c.partitions, c.per_txn
+                );
+                result.txn_errors.push(format!(
+                    "run {}, {} B x{} partitions, {} records/txn: {e:#}",
+                    run + 1,
+                    c.size,
+                    c.partitions,
+                    c.per_txn
+                ));
+                result.txn.push(None);
+            }
+        }
     }
     result.peak_rss_bytes = broker.peak_rss_bytes()?;
     result.broker_cpu_secs = broker.cpu_secs()?;

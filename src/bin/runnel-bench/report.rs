@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 
 use crate::broker::Machine;
-use crate::workload::{GroupRun, Latency, Throughput};
+use crate::workload::{GroupRun, Latency, Throughput, TxnRun};
 
 /// Median, min and max of one measurement over the runs; runs where it
 /// could not be measured (NaN) are left out.
@@ -74,6 +74,15 @@ pub struct GroupCase {
     pub join: bool,
 }
 
+/// One transactional produce measurement: records of `size` bytes,
+/// round-robin over `partitions`, `per_txn` records per transaction.
+#[derive(Clone, Copy, Debug)]
+pub struct TxnCase {
+    pub size: usize,
+    pub partitions: i32,
+    pub per_txn: u64,
+}
+
 /// Everything one run (one fresh broker) measured.
 #[derive(Debug, Default)]
 pub struct RunResult {
@@ -86,6 +95,10 @@ pub struct RunResult {
     pub group_default_delay_formation_secs: Option<f64>,
     /// Why group cases failed, for the report.
     pub group_errors: Vec<String>,
+    /// One entry per transaction case; `None` where the case failed.
+    pub txn: Vec<Option<TxnRun>>,
+    /// Why transaction cases failed, for the report.
+    pub txn_errors: Vec<String>,
     pub latency: Option<Latency>,
     pub idle_rss_bytes: u64,
     /// VmHWM once the produce phases are done, before any consumer ran.
@@ -115,6 +128,10 @@ pub struct Report {
     /// Records/s the producer writes while a member joins.
     pub group_flow_rate: u64,
     pub group_settings: String,
+    pub txn_cases: Vec<TxnCase>,
+    /// Records per transaction run.
+    pub txn_records: u64,
+    pub txn_settings: String,
     pub latency_rate: u64,
     pub latency_size: usize,
     pub latency_secs: f64,
@@ -215,6 +232,13 @@ impl Report {
         self.results
             .iter()
             .filter_map(|r| r.group.get(i).and_then(Option::as_ref))
+            .collect()
+    }
+
+    fn txn_samples(&self, i: usize) -> Vec<&TxnRun> {
+        self.results
+            .iter()
+            .filter_map(|r| r.txn.get(i).and_then(Option::as_ref))
             .collect()
     }
 
@@ -353,6 +377,7 @@ impl Report {
         }
 
         self.group_markdown(&mut o);
+        self.txn_markdown(&mut o);
 
         let lat = self.latencies();
         if !lat.is_empty() {
@@ -461,6 +486,73 @@ impl Report {
             }
         }
         o
+    }
+
+    fn txn_markdown(&self, o: &mut String) {
+        if self.txn_cases.is_empty() {
+            return;
+        }
+        let _ = writeln!(o, "\n### Transactions\n");
+        let _ = writeln!(
+            o,
+            "One transactional producer (`transactional.id`, hence idempotent, acks=all): `{}`. Each transaction: begin_transaction, the records round-robin over the partitions (every transaction spans all of them: AddPartitionsToTxn and a COMMIT marker per partition), the wait for their acknowledgements, commit_transaction (EndTxn); one transaction after the other. Records/s: {} committed records over the time from the first begin to the last commit's return; init_transactions happens before the clock. Commit ms: the last send of a transaction to the return of its commit_transaction (the acknowledgements of its records, served by the producer's own thread and awaited before the commit, then EndTxn: rust-rdkafka's flush inside commit_transaction polls in 100 ms slices and would add up to 100 ms per transaction).\n",
+            self.txn_settings,
+            thousands(self.txn_records as f64)
+        );
+        let _ = writeln!(
+            o,
+            "| record | partitions | records/txn | records | records/s | [min–max] | MB/s | txns/s | commit p50 ms | commit p99 ms | broker cores | broker µs/record | client cores |"
+        );
+        let _ = writeln!(o, "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|");
+        let mut failures = 0;
+        for (i, c) in self.txn_cases.iter().enumerate() {
+            let s = self.txn_samples(i);
+            failures += self.results.len() - s.len();
+            if s.is_empty() {
+                let _ = writeln!(
+                    o,
+                    "| {} | {} | {} | failed in every run | | | | | | | | | |",
+                    size_label(c.size),
+                    c.partitions,
+                    thousands(c.per_txn as f64)
+                );
+                continue;
+            }
+            let t: Vec<&Throughput> = s.iter().map(|r| &r.produce).collect();
+            let [rps, mbps, bcores, ccores, us] = throughput_stats(&t);
+            let tps = Stat::of(s.iter().map(|r| r.txns_per_sec()));
+            let p50 = Stat::of(s.iter().map(|r| r.commits.percentile_ms(50.0)));
+            let p99 = Stat::of(s.iter().map(|r| r.commits.percentile_ms(99.0)));
+            let _ = writeln!(
+                o,
+                "| {} | {} | {} | {} | {} | [{}–{}] | {:.1} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} |",
+                size_label(c.size),
+                c.partitions,
+                thousands(c.per_txn as f64),
+                thousands(s[0].produce.records as f64),
+                thousands(rps.median),
+                short(rps.min),
+                short(rps.max),
+                mbps.median,
+                tps.median,
+                p50.median,
+                p99.median,
+                bcores.median,
+                us.median,
+                ccores.median
+            );
+        }
+        let errors: Vec<&String> = self.results.iter().flat_map(|r| &r.txn_errors).collect();
+        if !errors.is_empty() {
+            let _ = writeln!(
+                o,
+                "\n**{} transaction measurements failed ({failures} of the rows above are missing a run):**\n",
+                errors.len()
+            );
+            for e in errors {
+                let _ = writeln!(o, "- {}", e.replace('\n', " "));
+            }
+        }
     }
 
     fn group_markdown(&self, o: &mut String) {
@@ -749,6 +841,60 @@ impl Report {
                 ])
             })
             .collect();
+        let transactions = self
+            .txn_cases
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                let s = self.txn_samples(i);
+                let t: Vec<&Throughput> = s.iter().map(|r| &r.produce).collect();
+                Json::obj([
+                    ("record_bytes", Json::Num(c.size as f64)),
+                    ("partitions", Json::Num(c.partitions as f64)),
+                    ("records_per_txn", Json::Num(c.per_txn as f64)),
+                    ("summary", summary(&t)),
+                    (
+                        "txns_per_sec",
+                        Stat::of(s.iter().map(|r| r.txns_per_sec())).json(),
+                    ),
+                    (
+                        "commit_p50_ms",
+                        Stat::of(s.iter().map(|r| r.commits.percentile_ms(50.0))).json(),
+                    ),
+                    (
+                        "commit_p99_ms",
+                        Stat::of(s.iter().map(|r| r.commits.percentile_ms(99.0))).json(),
+                    ),
+                    (
+                        "runs",
+                        Json::Arr(
+                            s.iter()
+                                .map(|r| {
+                                    Json::obj([
+                                        ("produce", throughput(&r.produce)),
+                                        ("txns", Json::Num(r.txns as f64)),
+                                        ("init_secs", Json::Num(r.init_secs)),
+                                        ("commit_p50_ms", Json::Num(r.commits.percentile_ms(50.0))),
+                                        ("commit_p99_ms", Json::Num(r.commits.percentile_ms(99.0))),
+                                        (
+                                            "commit_max_ms",
+                                            Json::Num(r.commits.percentile_ms(100.0)),
+                                        ),
+                                    ])
+                                })
+                                .collect(),
+                        ),
+                    ),
+                ])
+            })
+            .collect();
+        let txn_errors = Json::Arr(
+            self.results
+                .iter()
+                .flat_map(|r| &r.txn_errors)
+                .map(|e| Json::Str(e.clone()))
+                .collect(),
+        );
         let group_default_delay = Json::Arr(
             self.results
                 .iter()
@@ -851,6 +997,9 @@ impl Report {
             ("group", Json::Arr(group)),
             ("group_formation_default_delay_secs", group_default_delay),
             ("group_errors", group_errors),
+            ("txn_settings", Json::Str(self.txn_settings.clone())),
+            ("transactions", Json::Arr(transactions)),
+            ("txn_errors", txn_errors),
             ("latency", latency),
             ("broker", broker),
             ("flush_every_message", Json::Arr(flush)),

@@ -14,7 +14,7 @@ use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{DeliveryResult, Message};
-use rdkafka::producer::{BaseProducer, BaseRecord, Producer, ProducerContext};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
 /// Bound on every client-side wait: a stuck broker fails the bench instead
@@ -1227,4 +1227,213 @@ pub fn group_formation(
     )?;
     group.stop()?;
     Ok((formed_at - first).as_secs_f64())
+}
+
+// ---------------------------------------------------------------------------
+// Transactions
+
+/// Settings of the transactional producer (its `transactional.id` makes it
+/// idempotent with acks=all; `enable.idempotence=false` would be refused).
+pub const TXN_PRODUCER_SETTINGS: &[(&str, &str)] = &[
+    // The bench waits for a transaction's acknowledgements before its
+    // commit (see `transactions`): a linger would be waited out each time
+    // (librdkafka's own commit flush skips it). Records sent while a
+    // request is in flight are still batched.
+    ("linger.ms", "0"),
+    ("batch.size", "1000000"),
+    ("batch.num.messages", "1000000"),
+    ("queue.buffering.max.messages", "1000000"),
+    ("queue.buffering.max.kbytes", "2097152"),
+    ("compression.type", "none"),
+    // librdkafka requires message.timeout.ms (120 s in the bench) <=
+    // transaction.timeout.ms (default 60 s).
+    ("transaction.timeout.ms", "120000"),
+];
+
+/// What one transactional produce pass measured.
+#[derive(Clone, Debug, Default)]
+pub struct TxnRun {
+    /// First begin_transaction to the return of the last commit_transaction.
+    pub produce: Throughput,
+    pub txns: u64,
+    /// init_transactions (FindCoordinator, InitProducerId), before the clock.
+    pub init_secs: f64,
+    /// From the last send of each transaction to the return of its
+    /// commit_transaction (acknowledgement of its records, EndTxn), sorted.
+    pub commits: Latency,
+}
+
+impl TxnRun {
+    pub fn txns_per_sec(&self) -> f64 {
+        self.txns as f64 / self.produce.secs
+    }
+}
+
+/// Delivery reports of the transactional producer, served by its
+/// background thread; the bench thread waits on `changed`.
+struct TxnAcks {
+    done: Mutex<u64>,
+    changed: parking_lot::Condvar,
+    failed: AtomicU64,
+    first_error: Mutex<Option<String>>,
+}
+
+impl ClientContext for TxnAcks {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
+        log_to_stderr(level, fac, message);
+    }
+    fn error(&self, error: KafkaError, reason: &str) {
+        eprintln!("runnel-bench: transactional producer error: {error}: {reason}");
+    }
+}
+
+impl ProducerContext for TxnAcks {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+        if let Err((e, _)) = result {
+            self.failed.fetch_add(1, Ordering::Relaxed);
+            self.first_error.lock().get_or_insert_with(|| e.to_string());
+        }
+        *self.done.lock() += 1;
+        self.changed.notify_all();
+    }
+}
+
+/// One transactional producer sends `records` records of `size` bytes to
+/// `topic`, round-robin over its `partitions` (so that every transaction
+/// spans all of them), in transactions of `per_txn` records: begin, send,
+/// wait for the acknowledgements, commit; one after the other. Times the
+/// first begin to the last commit's return.
+///
+/// The producer is a `ThreadedProducer` (delivery reports served by its
+/// own thread, the bench woken by a condition variable) and the bench waits
+/// for a transaction's acknowledgements before commit_transaction:
+/// commit_transaction first calls rust-rdkafka's flush, which polls in
+/// 100 ms slices that do not end early, so with a record still in flight
+/// every commit would take 100 ms more.
+#[allow(clippy::too_many_arguments)]
+pub fn transactions(
+    clients: &Clients,
+    topic: &str,
+    partitions: i32,
+    size: usize,
+    records: u64,
+    per_txn: u64,
+    transactional_id: &str,
+    broker_cpu: &dyn Fn() -> Result<f64>,
+) -> Result<TxnRun> {
+    if per_txn == 0 || partitions < 1 {
+        bail!("transactions of {per_txn} records over {partitions} partitions");
+    }
+    let acks = TxnAcks {
+        done: Mutex::new(0),
+        changed: parking_lot::Condvar::new(),
+        failed: AtomicU64::new(0),
+        first_error: Mutex::new(None),
+    };
+    let mut config = clients.producer(TXN_PRODUCER_SETTINGS);
+    config.set("transactional.id", transactional_id);
+    let producer: ThreadedProducer<TxnAcks> = config.create_with_context(acks)?;
+    producer
+        .client()
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .context("metadata before the transactions")?;
+    let init = Instant::now();
+    producer
+        .init_transactions(CLIENT_TIMEOUT)
+        .map_err(|e| anyhow!("init_transactions: {e}"))?;
+    let init_secs = init.elapsed().as_secs_f64();
+    let payload = vec![b't'; size];
+    let ctx = producer.context();
+
+    let cpu0 = (broker_cpu()?, crate::broker::self_cpu_secs()?);
+    let start = Instant::now();
+    let mut commits = Vec::with_capacity((records / per_txn + 1) as usize);
+    let mut sent = 0u64;
+    let mut txns = 0u64;
+    while sent < records {
+        let n = per_txn.min(records - sent);
+        producer
+            .begin_transaction()
+            .map_err(|e| anyhow!("begin_transaction {txns}: {e}"))?;
+        for i in sent..sent + n {
+            let mut record = Some(
+                BaseRecord::<(), [u8]>::to(topic)
+                    .partition((i % partitions as u64) as i32)
+                    .payload(&payload[..]),
+            );
+            while let Some(r) = record.take() {
+                match producer.send(r) {
+                    Ok(()) => {}
+                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
+                        record = Some(r);
+                        std::thread::sleep(Duration::from_millis(1));
+                        if start.elapsed() > CLIENT_TIMEOUT {
+                            bail!("produce queue stayed full for {CLIENT_TIMEOUT:?}");
+                        }
+                    }
+                    Err((e, _)) => bail!("send in transaction {txns}: {e}"),
+                }
+            }
+        }
+        let t = Instant::now();
+        {
+            let mut done = ctx.done.lock();
+            while *done < sent + n {
+                if ctx
+                    .changed
+                    .wait_for(&mut done, Duration::from_millis(100))
+                    .timed_out()
+                    && t.elapsed() > CLIENT_TIMEOUT
+                {
+                    bail!(
+                        "transaction {txns}: {} of {n} records acknowledged after {CLIENT_TIMEOUT:?}",
+                        *done - sent
+                    );
+                }
+            }
+        }
+        // The reports are counted inside the callback, before librdkafka
+        // releases the messages: until it has, its flush would still see
+        // them in flight.
+        while producer.in_flight_count() > 0 {
+            std::thread::sleep(Duration::from_micros(20));
+            if t.elapsed() > CLIENT_TIMEOUT {
+                bail!("transaction {txns}: messages still in flight after their reports");
+            }
+        }
+        producer
+            .commit_transaction(CLIENT_TIMEOUT)
+            .map_err(|e| anyhow!("commit_transaction {txns}: {e}"))?;
+        commits.push(t.elapsed().as_nanos() as u64);
+        sent += n;
+        txns += 1;
+    }
+    let secs = start.elapsed().as_secs_f64();
+    let cpu1 = (broker_cpu()?, crate::broker::self_cpu_secs()?);
+    let (done, failed) = (*ctx.done.lock(), ctx.failed.load(Ordering::Relaxed));
+    if done != records || failed > 0 {
+        bail!(
+            "{done} delivery reports for {records} committed records, {failed} failed: {}",
+            ctx.first_error.lock().clone().unwrap_or_default()
+        );
+    }
+    commits.sort_unstable();
+    Ok(TxnRun {
+        produce: Throughput {
+            records,
+            payload_bytes: records * size as u64,
+            secs,
+            broker_cpu_secs: cpu1.0 - cpu0.0,
+            client_cpu_secs: cpu1.1 - cpu0.1,
+        },
+        txns,
+        init_secs,
+        commits: Latency {
+            sorted_nanos: commits,
+            broker_cpu_secs: cpu1.0 - cpu0.0,
+            secs,
+        },
+    })
 }
