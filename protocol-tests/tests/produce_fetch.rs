@@ -84,6 +84,14 @@ async fn produce_errors_leave_the_log_unchanged() {
         ("magic 1", "pe", 0, Some(magic1.into()), -1, 87),
         ("null records", "pe", 0, None, -1, 87),
         ("two batches", "pe", 0, Some(two_batches.into()), -1, 87),
+        (
+            "producer id without sequences",
+            "pe",
+            0,
+            Some(batch(&[b"no-seq"], 1, Some((7, 0, -1)))),
+            -1,
+            87,
+        ),
     ];
     for (what, topic, partition, records, acks, want) in cases {
         let p = c.produce_acks(topic, partition, records, acks).await;

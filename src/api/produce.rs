@@ -121,6 +121,7 @@ pub fn handle(ctx: RequestContext, req: ProduceRequest) -> ResponseFuture {
 /// will ever close (a "hanging" transaction would hold the LSO forever).
 /// `Ok(Some(guard))`: verified, append with the guard (it refuses the batch
 /// if the transaction ended in between); `Ok(None)`: nothing to verify.
+/// Also refuses a producer's batch without sequences (INVALID_RECORD).
 fn verify_txn(
     broker: &crate::broker::Broker,
     transactional_id: Option<&str>,
@@ -130,6 +131,11 @@ fn verify_txn(
     let Ok(header) = crate::log::batch::BatchHeader::parse(records) else {
         return Ok(None); // the append reports the broken batch
     };
+    if header.has_producer_id() && header.base_sequence < 0 && !header.is_control() {
+        // Kafka's LogValidator: a client's batch with a producer id must
+        // carry sequences (only coordinators write such batches without).
+        return Err(Code::InvalidRecord.code());
+    }
     if !header.is_transactional() || header.is_control() {
         return Ok(None);
     }
