@@ -2,8 +2,10 @@
 # Runs every compat suite and prints a summary table (also written to
 # compat/.cache/summary.md).
 #
-#   compat/run-all.sh           make compat: every suite, librdkafka's allowed tests
-#   compat/run-all.sh --quick   make compat-quick: librdkafka's quick subset, kcat, Python, Java
+#   compat/run-all.sh           make compat: every suite, librdkafka's allowed tests,
+#                               then librdkafka's tests.idempotent with -P
+#   compat/run-all.sh --quick   make compat-quick: librdkafka's quick subset and the
+#                               quick -P subset, kcat, Python, Java
 #
 # Exit status is non-zero when any suite reported an expected-to-pass test
 # that did not pass.
@@ -19,18 +21,24 @@ SUMMARY="$CACHE/summary.md"
 # Build the broker once for every suite.
 (cd "$REPO_ROOT" && cargo build --release --bin runnel -q) || exit 2
 
-suites=(kcat python java librdkafka)
+# librdkafka-idempotent: librdkafka/run.sh --idempotent (runner -P).
+suites=(kcat python java librdkafka librdkafka-idempotent)
 declare -A line status secs
 fail=0
 for s in "${suites[@]}"; do
   args=()
-  if [ "$s" = librdkafka ] && [ -n "$QUICK" ]; then
-    args=(--quick)
+  dir="$s"
+  if [ "$s" = librdkafka-idempotent ]; then
+    dir=librdkafka
+    args=(--idempotent)
+  fi
+  if [ "$dir" = librdkafka ] && [ -n "$QUICK" ]; then
+    args+=(--quick)
   fi
   log="$CACHE/$s.log"
   echo "=== $s ${args[*]:-}" >&2
   start=$(date +%s)
-  "$HERE/$s/run.sh" "${args[@]}" 2>&1 | tee "$log"
+  "$HERE/$dir/run.sh" "${args[@]}" 2>&1 | tee "$log"
   rc=${PIPESTATUS[0]}
   secs[$s]=$(( $(date +%s) - start ))
   # Every suite ends with a line "<name>: N passed, M failed[, K skipped]".

@@ -6,6 +6,16 @@
 #   run.sh --quick    the tests in tests.quick (a fast subset of tests.allow)
 #   run.sh --all      every broker test of the suite (not the -l local ones)
 #   run.sh 0001 0012  these test numbers (or full names such as 0012_produce_consume)
+#   run.sh --idempotent [--quick]
+#                     the tests in tests.idempotent (only those marked quick)
+#                     with the runner's -P: every producer idempotent; must
+#                     all pass. The summary line says "librdkafka-idempotent".
+#
+# An entry NAME/SUB (in a list or on the command line, e.g.
+# 0103_transactions/do_test_misuse_txn) runs only the sub-tests of NAME whose
+# name contains SUB (the runner's SUBTESTS), as its own runner invocation,
+# and is reported as NAME/SUB; it passes only if at least one such sub-test
+# ran and passed and none failed.
 #
 # Every test number runs in its own test-runner process, against a fresh
 # broker, under a wall-clock cap: the runner SIGKILLs itself when a test
@@ -49,15 +59,22 @@ die() { printf 'run.sh: %s\n' "$*" >&2; exit 2; }
 # ---------------------------------------------------------------- arguments
 MODE=allow
 SELECTED=()
+IDEMPOTENT=""
 for arg in "$@"; do
   case "$arg" in
-    --quick) MODE=quick ;;
+    --quick) [ "$MODE" = idempotent ] && MODE=idempotent-quick || MODE=quick ;;
     --all) MODE=all ;;
-    -h|--help) sed -n '2,27p' "$0"; exit 0 ;;
+    --idempotent) IDEMPOTENT=1; [ "$MODE" = quick ] && MODE=idempotent-quick || MODE=idempotent ;;
+    -h|--help) sed -n '2,38p' "$0"; exit 0 ;;
     [0-9][0-9][0-9][0-9]*) MODE=named; SELECTED+=("$arg") ;;
     *) die "unknown argument: $arg" ;;
   esac
 done
+SUITE_NAME=librdkafka
+if [ -n "$IDEMPOTENT" ]; then
+  SUITE_NAME=librdkafka-idempotent
+  RUNNER_ARGS="${RUNNER_ARGS:-} -P"
+fi
 
 # ---------------------------------------------------------------- build deps
 as_root() {
@@ -151,8 +168,11 @@ EOF
 }
 
 # ---------------------------------------------------------------- selection
-listed() { # file -> test names/numbers, comments and blanks dropped
-  sed -e 's/#.*//' -e 's/[[:space:]]//g' "$1" | grep -v '^$' || true
+listed() { # file -> test names/numbers (first column), comments and blanks dropped
+  sed -e 's/#.*//' "$1" | awk 'NF {print $1}' || true
+}
+listed_quick() { # file -> first column of the lines whose second column is "quick"
+  sed -e 's/#.*//' "$1" | awk 'NF && $2 == "quick" {print $1}' || true
 }
 
 build_suite
@@ -162,9 +182,31 @@ CATALOGUE="$(catalogue)"
 case "$MODE" in
   allow) mapfile -t SELECTED < <(listed "$HERE/tests.allow") ;;
   quick) mapfile -t SELECTED < <(listed "$HERE/tests.quick") ;;
+  idempotent) mapfile -t SELECTED < <(listed "$HERE/tests.idempotent") ;;
+  idempotent-quick) mapfile -t SELECTED < <(listed_quick "$HERE/tests.idempotent") ;;
   all) mapfile -t SELECTED < <(awk '{print $1}' <<<"$CATALOGUE") ;;
 esac
 [ ${#SELECTED[@]} -gt 0 ] || die "no tests selected"
+
+# Sub-test selections (NAME/SUB): each is its own run, after the others.
+SUBRUNS=()
+declare -A SUBNAME=()
+plain=()
+for s in "${SELECTED[@]}"; do
+  if [[ "$s" == */* ]]; then
+    base="${s%%/*}" sub="${s#*/}"
+    [ -n "$sub" ] || die "empty sub-test in '$s'"
+    hit="$(awk -v n="$base" '$1==n {print $1 " " $3}' <<<"$CATALOGUE")"
+    [ -n "$hit" ] || die "no broker test is named '$base' (NAME/SUB needs a full name)"
+    sc=default
+    [[ "${hit#* }" == *default* ]] || sc="${hit#* }"
+    SUBRUNS+=("${base:0:4}@$sc@$sub")
+    SUBNAME["${base:0:4}@$sc@$sub"]="$base"
+  else
+    plain+=("$s")
+  fi
+done
+SELECTED=("${plain[@]}")
 
 # Names to report: catalogue entries whose name starts with a selected item.
 declare -A WANT=()
@@ -191,9 +233,15 @@ while read -r name _ scenario; do
   SEEN[$key]=1
   RUNS+=("$key")
 done <<<"$CATALOGUE"
+RUNS+=("${SUBRUNS[@]}")
 
 declare -A ALLOW=()
-while read -r a; do ALLOW[$a]=1; done < <(listed "$HERE/tests.allow")
+case "$MODE" in
+  idempotent|idempotent-quick)
+    # Every test of the -P list must pass.
+    while read -r a; do ALLOW[$a]=1; done < <(listed "$HERE/tests.idempotent") ;;
+  *) while read -r a; do ALLOW[$a]=1; done < <(listed "$HERE/tests.allow") ;;
+esac
 
 # ------------------------------------------------------------------ brokers
 RESULTS_DIR="${RESULTS_DIR:-$CACHE/runs/$(date +%Y%m%d-%H%M%S)}"
@@ -235,15 +283,22 @@ start_test_broker() {
 # ------------------------------------------------------------------ running
 export LD_LIBRARY_PATH="$TREE/src:$TREE/src-cpp${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 declare -A RESULT=() DURATION=() NOTE=()
+REPORTED=()
 
 strip_ansi() { sed -e 's/\x1b\[[0-9;]*m//g' -e 's/\x1b(B//g'; }
 
-run_one() { # key = NNNN@scenario
-  local key="$1" num="${1%@*}" sc="${1#*@}"
-  local tag="$num" extra=() bextra=()
+run_one() { # key = NNNN@scenario or NNNN@scenario@SUB (sub-tests matching SUB)
+  local key="$1" num="${1%%@*}" rest="${1#*@}" sc sub=""
+  sc="${rest%%@*}"
+  [[ "$rest" == *@* ]] && sub="${rest#*@}"
+  local tag="$num" extra=() bextra=() envs=()
   if [ "$sc" != default ]; then
     tag="$num-$sc"; extra=(-s "$sc")
     [ "$sc" = noautocreate ] && bextra=(--override auto.create.topics.enable=false)
+  fi
+  if [ -n "$sub" ]; then
+    tag="$tag-sub-$(printf '%s' "$sub" | tr -c 'A-Za-z0-9_.-' '_')"
+    envs=(SUBTESTS="$sub")
   fi
   local dir="$RESULTS_DIR/$tag"
   mkdir -p "$dir"
@@ -255,7 +310,7 @@ run_one() { # key = NNNN@scenario
     # (The braces keep bash's "Aborted" job message out of the output: the
     # runner abort()s after a failure when client threads are still alive.)
     # cwd is tests/: 0053 reads ../src/statistics_schema.json.
-    { (cd "$TREE/tests" && RDKAFKA_TEST_CONF="$dir/test.conf" TESTS="$num" \
+    { (cd "$TREE/tests" && env "${envs[@]}" RDKAFKA_TEST_CONF="$dir/test.conf" TESTS="$num" \
         timeout -k 10 "$TEST_CAP" stdbuf -oL -eL "$RUNNER" -L -p1 ${RUNNER_ARGS:-} "${extra[@]}" \
         >"$dir/runner.log" 2>&1); } 2>/dev/null || rc=$?
   else
@@ -275,41 +330,64 @@ run_one() { # key = NNNN@scenario
   # Summary rows: |<color> NAME | STATE | 1.234s |...
   local rows
   rows="$(strip_ansi <"$dir/runner.log" | sed -n 's/^| *\([0-9][0-9][0-9][0-9]_[A-Za-z0-9_]*\) *| *\([A-Z_]*\) *| *\([0-9.]*\)s.*/\1 \2 \3/p')"
-  local name state d
+  local name state d names
+  if [ -n "$sub" ]; then
+    names="${SUBNAME[$key]} - -"
+  else
+    names="$(awk -v n="$num" 'index($1, n "_") == 1' <<<"$CATALOGUE")"
+  fi
   while read -r name _ scenario; do
-    [[ "$name" == "$num"_* ]] || continue
-    [ -n "${WANT[$name]:-}" ] || continue
-    local s2=default
-    [[ "$scenario" == *default* ]] || s2="$scenario"
-    [ "$s2" = "$sc" ] || continue
+    local rname="$name"
+    if [ -n "$sub" ]; then
+      rname="$name/$sub"
+    else
+      [ -n "${WANT[$name]:-}" ] || continue
+      local s2=default
+      [[ "$scenario" == *default* ]] || s2="$scenario"
+      [ "$s2" = "$sc" ] || continue
+    fi
     state="$(awk -v n="$name" '$1==n {s=$2} END {print s}' <<<"$rows")"
     d="$(awk -v n="$name" '$1==n {s=$3} END {print s}' <<<"$rows")"
     case "$state" in
       PASSED|FAILED|SKIPPED) ;;
-      RUNNING) state=FAILED; NOTE[$name]="still running when the runner stopped" ;;
+      RUNNING) state=FAILED; NOTE[$rname]="still running when the runner stopped" ;;
       *)
         state=FAILED
         if [ $rc = 124 ] || [ $rc = 137 ]; then
-          NOTE[$name]="killed by the ${TEST_CAP}s cap"
+          NOTE[$rname]="killed by the ${TEST_CAP}s cap"
         else
-          NOTE[$name]="no result (runner exit $rc)"
+          NOTE[$rname]="no result (runner exit $rc)"
         fi ;;
     esac
-    if [ -z "${NOTE[$name]:-}" ] && [ "$state" != PASSED ]; then
+    if [ -z "${NOTE[$rname]:-}" ] && [ "$state" != PASSED ]; then
       # The runner's own reason: what follows the duration column.
-      NOTE[$name]="$(strip_ansi <"$dir/runner.log" |
+      NOTE[$rname]="$(strip_ansi <"$dir/runner.log" |
         sed -n "s/^| *$name *| *[A-Z]* *| *[0-9.]*s *| *//p" | tail -1 | cut -c1-160)"
     fi
-    if [ -z "${NOTE[$name]:-}" ] && [ "$state" = FAILED ]; then
+    if [ -z "${NOTE[$rname]:-}" ] && [ "$state" = FAILED ]; then
       # Timeouts are reported after the summary: the line after "### Test".
-      NOTE[$name]="$(strip_ansi <"$dir/runner.log" |
+      NOTE[$rname]="$(strip_ansi <"$dir/runner.log" |
         sed -n "/^### Test \"$name/{n;p;q}" | cut -c1-160)"
     fi
-    [ -n "$broker_dead" ] && NOTE[$name]="${NOTE[$name]:+${NOTE[$name]}; }$broker_dead"
-    RESULT[$name]="$state"
-    DURATION[$name]="${d:-$secs}"
-    printf '%-52s %-8s %7ss  %s\n' "$name" "$state" "${DURATION[$name]}" "${NOTE[$name]:-}"
-  done <<<"$CATALOGUE"
+    if [ -n "$sub" ] && [ "$state" = PASSED ]; then
+      # The runner passes a test whose sub-tests were all filtered out:
+      # demand a PASS line of a matching sub-test and no FAIL line.
+      local subs_passed subs_failed
+      subs_passed="$(strip_ansi <"$dir/runner.log" | grep -F "$sub" | grep -c ': PASS (' || true)"
+      subs_failed="$(strip_ansi <"$dir/runner.log" | grep -F "$sub" | grep -c ': FAIL' || true)"
+      if [ "$subs_passed" = 0 ] || [ "$subs_failed" != 0 ]; then
+        state=FAILED
+        NOTE[$rname]="sub-tests matching '$sub': $subs_passed passed, $subs_failed failed"
+      else
+        NOTE[$rname]="$subs_passed sub-test(s) passed"
+      fi
+    fi
+    [ -n "$broker_dead" ] && NOTE[$rname]="${NOTE[$rname]:+${NOTE[$rname]}; }$broker_dead"
+    RESULT[$rname]="$state"
+    REPORTED+=("$rname")
+    DURATION[$rname]="${d:-$secs}"
+    printf '%-52s %-8s %7ss  %s\n' "$rname" "$state" "${DURATION[$rname]}" "${NOTE[$rname]:-}"
+  done <<<"$names"
 }
 
 log "librdkafka $LIBRDKAFKA_VERSION suite vs Runnel: ${#RUNS[@]} runner invocation(s), logs in $RESULTS_DIR"
@@ -319,8 +397,7 @@ done
 
 # ------------------------------------------------------------------ summary
 passed=() failed=() skipped=() allow_bad=()
-while read -r name _ _; do
-  [ -n "${RESULT[$name]:-}" ] || continue
+for name in "${REPORTED[@]}"; do
   case "${RESULT[$name]}" in
     PASSED) passed+=("$name") ;;
     SKIPPED) skipped+=("$name") ;;
@@ -329,25 +406,24 @@ while read -r name _ _; do
   if [ "${RESULT[$name]}" != PASSED ] && { [ -n "${ALLOW[$name]:-}" ] || [ -n "${ALLOW[${name:0:4}]:-}" ]; }; then
     allow_bad+=("$name")
   fi
-done <<<"$CATALOGUE"
+done
 
 {
   printf 'name\tresult\tseconds\tnote\n'
-  while read -r name _ _; do
-    [ -n "${RESULT[$name]:-}" ] || continue
+  for name in "${REPORTED[@]}"; do
     printf '%s\t%s\t%s\t%s\n' "$name" "${RESULT[$name]}" "${DURATION[$name]}" "${NOTE[$name]:-}"
-  done <<<"$CATALOGUE"
+  done
 } >"$RESULTS_DIR/results.tsv"
 
 echo
-echo "== librdkafka $LIBRDKAFKA_VERSION test suite against Runnel (TEST_KAFKA_VERSION=$TEST_KAFKA_VERSION) =="
+echo "== librdkafka $LIBRDKAFKA_VERSION test suite against Runnel (TEST_KAFKA_VERSION=$TEST_KAFKA_VERSION${IDEMPOTENT:+, runner -P}) =="
 echo "passed:  ${passed[*]:-}"
 echo "failed:  ${failed[*]:-}"
 echo "skipped: ${skipped[*]:-}"
 echo "logs and results.tsv: $RESULTS_DIR"
 [ ${#allow_bad[@]} -gt 0 ] && echo "NOT PASSING but listed in tests.allow: ${allow_bad[*]}"
 # The last line follows compat/run-all.sh's convention.
-echo "librdkafka: ${#passed[@]} passed, ${#failed[@]} failed, ${#skipped[@]} skipped"
+echo "$SUITE_NAME: ${#passed[@]} passed, ${#failed[@]} failed, ${#skipped[@]} skipped"
 [ ${#allow_bad[@]} -eq 0 ] || exit 1
 exit 0
 }

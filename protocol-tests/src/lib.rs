@@ -557,11 +557,29 @@ pub fn compressed_batch(values: &[&[u8]], compression: Compression) -> Bytes {
     encode_batch(values, &timestamps, None, compression)
 }
 
+/// A transactional magic-2 batch of `values` (timestamps `first_ts + i`)
+/// written by `producer`, as a transactional producer sends it inside a
+/// transaction.
+pub fn txn_batch(values: &[&[u8]], first_ts: i64, producer: ProducerInfo) -> Bytes {
+    let timestamps: Vec<i64> = (0..values.len() as i64).map(|i| first_ts + i).collect();
+    encode_batch_flags(values, &timestamps, Some(producer), Compression::None, true)
+}
+
 fn encode_batch(
     values: &[&[u8]],
     timestamps: &[i64],
     producer: Option<ProducerInfo>,
     compression: Compression,
+) -> Bytes {
+    encode_batch_flags(values, timestamps, producer, compression, false)
+}
+
+fn encode_batch_flags(
+    values: &[&[u8]],
+    timestamps: &[i64],
+    producer: Option<ProducerInfo>,
+    compression: Compression,
+    transactional: bool,
 ) -> Bytes {
     assert_eq!(values.len(), timestamps.len());
     let (pid, epoch, seq) = producer.unwrap_or((-1, -1, -1));
@@ -570,7 +588,7 @@ fn encode_batch(
         .zip(timestamps)
         .enumerate()
         .map(|(i, (v, &ts))| Record {
-            transactional: false,
+            transactional,
             control: false,
             delete_horizon: false,
             partition_leader_epoch: -1,

@@ -166,7 +166,99 @@ async fn length_fields_beyond_the_frame_close_only_their_connection() {
     join_v5_meta.put_i16(5);
     join_v5_meta.put_slice(b"range");
     join_v5_meta.put_i32(i32::MAX); // metadata bytes length
-    let cases: Vec<(&str, Vec<u8>)> = vec![
+                                    // Transaction APIs: arrays and strings that claim more than the frame.
+    const COMPACT_HUGE: [u8; 5] = [0xFF, 0xFF, 0xFF, 0xFF, 0x0F]; // 2^32-1 => 2^32-2 entries
+    let mut add_parts_v2 = Vec::new();
+    add_parts_v2.put_i16(1); // transactional id "t"
+    add_parts_v2.put_u8(b't');
+    add_parts_v2.put_i64(1); // producer id
+    add_parts_v2.put_i16(0); // producer epoch
+    add_parts_v2.put_i32(i32::MAX); // topics count
+    let mut add_parts_v3 = vec![0x02, b't']; // compact transactional id "t"
+    add_parts_v3.put_i64(1);
+    add_parts_v3.put_i16(0);
+    add_parts_v3.extend_from_slice(&COMPACT_HUGE); // topics
+    let add_parts_v4 = COMPACT_HUGE.to_vec(); // transactions
+    let mut txn_commit_v2 = Vec::new();
+    txn_commit_v2.put_i16(1); // transactional id "t"
+    txn_commit_v2.put_u8(b't');
+    txn_commit_v2.put_i16(1); // group id "g"
+    txn_commit_v2.put_u8(b'g');
+    txn_commit_v2.put_i64(1);
+    txn_commit_v2.put_i16(0);
+    txn_commit_v2.put_i32(i32::MAX); // topics count
+    let mut txn_commit_v3 = vec![0x02, b't', 0x02, b'g'];
+    txn_commit_v3.put_i64(1);
+    txn_commit_v3.put_i16(0);
+    txn_commit_v3.put_i32(-1); // generation
+    txn_commit_v3.extend_from_slice(&[0x01, 0x00]); // member "", instance null
+    txn_commit_v3.extend_from_slice(&COMPACT_HUGE); // topics
+    let mut end_txn_v3 = COMPACT_HUGE.to_vec(); // transactional id length
+    end_txn_v3.extend_from_slice(b"t");
+    let mut add_offsets_v0 = Vec::new();
+    add_offsets_v0.put_i16(i16::MAX); // transactional id length 32767
+    add_offsets_v0.put_slice(b"t");
+    let mut init_v2 = COMPACT_HUGE.to_vec(); // nullable transactional id length
+    init_v2.put_i32(60_000);
+    let mut txn_cases: Vec<(&str, Vec<u8>)> = vec![
+        (
+            "AddPartitionsToTxn v2 topics count i32::MAX",
+            header_v1_frame(ApiKey::AddPartitionsToTxn as i16, 2, 1, &add_parts_v2).to_vec(),
+        ),
+        (
+            "AddPartitionsToTxn v3 topics count 2^32-2 (compact)",
+            raw_request_frame(ApiKey::AddPartitionsToTxn, 3, 1, &add_parts_v3).to_vec(),
+        ),
+        (
+            "AddPartitionsToTxn v4 transactions count 2^32-2 (compact)",
+            raw_request_frame(ApiKey::AddPartitionsToTxn, 4, 1, &add_parts_v4).to_vec(),
+        ),
+        (
+            "TxnOffsetCommit v2 topics count i32::MAX",
+            header_v1_frame(ApiKey::TxnOffsetCommit as i16, 2, 1, &txn_commit_v2).to_vec(),
+        ),
+        (
+            "TxnOffsetCommit v3 topics count 2^32-2 (compact)",
+            raw_request_frame(ApiKey::TxnOffsetCommit, 3, 1, &txn_commit_v3).to_vec(),
+        ),
+        (
+            "EndTxn v3 transactional id length 2^32-2",
+            raw_request_frame(ApiKey::EndTxn, 3, 1, &end_txn_v3).to_vec(),
+        ),
+        (
+            "AddOffsetsToTxn v0 transactional id length 32767",
+            header_v1_frame(ApiKey::AddOffsetsToTxn as i16, 0, 1, &add_offsets_v0).to_vec(),
+        ),
+        (
+            "InitProducerId v2 transactional id length 2^32-2",
+            raw_request_frame(ApiKey::InitProducerId, 2, 1, &init_v2).to_vec(),
+        ),
+        (
+            "WriteTxnMarkers v1 markers count 2^32-2 (compact)",
+            raw_request_frame(ApiKey::WriteTxnMarkers, 1, 1, &COMPACT_HUGE).to_vec(),
+        ),
+        (
+            "DescribeTransactions v0 ids count 2^32-2 (compact)",
+            raw_request_frame(ApiKey::DescribeTransactions, 0, 1, &COMPACT_HUGE).to_vec(),
+        ),
+        (
+            "DescribeProducers v0 topics count 2^32-2 (compact)",
+            raw_request_frame(ApiKey::DescribeProducers, 0, 1, &COMPACT_HUGE).to_vec(),
+        ),
+    ];
+    for v in [0, 1] {
+        let mut list = COMPACT_HUGE.to_vec(); // state filters
+        list.push(0);
+        txn_cases.push((
+            if v == 0 {
+                "ListTransactions v0 state filters count 2^32-2 (compact)"
+            } else {
+                "ListTransactions v1 state filters count 2^32-2 (compact)"
+            },
+            raw_request_frame(ApiKey::ListTransactions, v, 1, &list).to_vec(),
+        ));
+    }
+    let mut cases: Vec<(&str, Vec<u8>)> = vec![
         (
             "Metadata v12 topic count 2^32-2 (compact)",
             raw_request_frame(
@@ -223,6 +315,7 @@ async fn length_fields_beyond_the_frame_close_only_their_connection() {
             .to_vec(),
         ),
     ];
+    cases.append(&mut txn_cases);
     for (what, bytes) in &cases {
         assert_closes_only_its_connection(&b, what, bytes).await;
     }

@@ -28,6 +28,7 @@ import java.util.concurrent.ExecutionException;
 import java.util.concurrent.Future;
 import java.util.concurrent.TimeUnit;
 
+import org.apache.kafka.clients.admin.AbortTransactionSpec;
 import org.apache.kafka.clients.admin.Admin;
 import org.apache.kafka.clients.admin.AdminClientConfig;
 import org.apache.kafka.clients.admin.Config;
@@ -41,11 +42,17 @@ import org.apache.kafka.clients.admin.ListConsumerGroupsOptions;
 import org.apache.kafka.clients.admin.ListGroupsOptions;
 import org.apache.kafka.clients.admin.ListOffsetsResult;
 import org.apache.kafka.clients.admin.ListTopicsOptions;
+import org.apache.kafka.clients.admin.ListTransactionsOptions;
 import org.apache.kafka.clients.admin.MemberDescription;
 import org.apache.kafka.clients.admin.NewTopic;
 import org.apache.kafka.clients.admin.OffsetSpec;
+import org.apache.kafka.clients.admin.FinalizedVersionRange;
+import org.apache.kafka.clients.admin.ProducerState;
 import org.apache.kafka.clients.admin.RecordsToDelete;
 import org.apache.kafka.clients.admin.TopicDescription;
+import org.apache.kafka.clients.admin.TransactionDescription;
+import org.apache.kafka.clients.admin.TransactionListing;
+import org.apache.kafka.clients.admin.TransactionState;
 import org.apache.kafka.clients.consumer.ConsumerConfig;
 import org.apache.kafka.clients.consumer.ConsumerRecord;
 import org.apache.kafka.clients.consumer.KafkaConsumer;
@@ -57,6 +64,8 @@ import org.apache.kafka.clients.producer.ProducerRecord;
 import org.apache.kafka.clients.producer.RecordMetadata;
 import org.apache.kafka.common.GroupState;
 import org.apache.kafka.common.GroupType;
+import org.apache.kafka.common.KafkaException;
+import org.apache.kafka.common.IsolationLevel;
 import org.apache.kafka.common.Node;
 import org.apache.kafka.common.TopicCollection;
 import org.apache.kafka.common.TopicPartition;
@@ -68,6 +77,8 @@ import org.apache.kafka.common.errors.GroupNotEmptyException;
 import org.apache.kafka.common.errors.GroupSubscribedToTopicException;
 import org.apache.kafka.common.errors.InvalidReplicationFactorException;
 import org.apache.kafka.common.errors.InvalidTopicException;
+import org.apache.kafka.common.errors.ProducerFencedException;
+import org.apache.kafka.common.errors.TransactionalIdNotFoundException;
 import org.apache.kafka.common.errors.TopicExistsException;
 import org.apache.kafka.common.errors.UnknownMemberIdException;
 import org.apache.kafka.common.errors.UnknownTopicOrPartitionException;
@@ -177,8 +188,16 @@ public final class RunnelCompat {
         s.put("consumer_group_commit_resume", this::consumerGroupCommitResume);
         s.put("admin_consumer_groups", this::adminConsumerGroups);
         s.put("admin_offsets_topic_internal", this::adminOffsetsTopicInternal);
+        s.put("txn_commit_abort_read_committed", this::txnCommitAbortReadCommitted);
+        s.put("txn_open_holds_read_committed", this::txnOpenHoldsReadCommitted);
+        s.put("txn_send_offsets_to_transaction", this::txnSendOffsetsToTransaction);
+        s.put("txn_fencing", this::txnFencing);
+        s.put("txn_admin_fence_producers", this::txnAdminFenceProducers);
+        s.put("txn_invalid_timeout", this::txnInvalidTimeout);
+        s.put("admin_transactions", this::adminTransactions);
+        s.put("admin_abort_transaction", this::adminAbortTransaction);
         if (pending) {
-            s.put("pending_transactional_producer", this::pendingTransactions);
+            // Nothing is pending at the moment (see FINDINGS.md).
         }
         return s;
     }
@@ -1191,15 +1210,332 @@ public final class RunnelCompat {
         checkEq(50, d.partitions().size(), "partitions of __consumer_offsets (offsets.topic.num.partitions)");
     }
 
-    // ---------------------------------------------------------------- pending
+    // ---------------------------------------------------------------- transactions
 
-    private void pendingTransactions() throws Exception {
-        String t = topic("txn");
-        try (KafkaProducer<byte[], byte[]> p = producer(Map.of(ProducerConfig.TRANSACTIONAL_ID_CONFIG, t))) {
-            p.initTransactions();
+    /** A transactional producer (classic transactions: transaction.version < 2 on Runnel). */
+    private KafkaProducer<byte[], byte[]> txnProducer(String transactionalId) {
+        KafkaProducer<byte[], byte[]> p = producer(Map.of(
+                ProducerConfig.TRANSACTIONAL_ID_CONFIG, transactionalId,
+                ProducerConfig.TRANSACTION_TIMEOUT_CONFIG, 60_000,
+                ProducerConfig.LINGER_MS_CONFIG, 5));
+        p.initTransactions();
+        return p;
+    }
+
+    /**
+     * Every value of the partition from the beginning up to its end offset for
+     * the isolation level (the last stable offset for read_committed); checks
+     * the position reaches that end (past the control records) and nothing
+     * more arrives.
+     */
+    private List<String> readAll(String topic, int partition, String isolation, long expectedEnd) {
+        Properties extra = new Properties();
+        extra.put(ConsumerConfig.ISOLATION_LEVEL_CONFIG, isolation);
+        List<String> out = new ArrayList<>();
+        try (KafkaConsumer<byte[], byte[]> c = consumer(extra)) {
+            TopicPartition tp = new TopicPartition(topic, partition);
+            c.assign(List.of(tp));
+            c.seekToBeginning(List.of(tp));
+            long end = c.endOffsets(List.of(tp)).get(tp);
+            checkEq(expectedEnd, end, isolation + " end offset of " + tp);
+            long deadline = System.currentTimeMillis() + TIMEOUT_MS;
+            while (c.position(tp) < end) {
+                check(System.currentTimeMillis() < deadline,
+                        isolation + ": position " + c.position(tp) + " < " + end + " (read " + out + ")");
+                for (ConsumerRecord<byte[], byte[]> r : c.poll(Duration.ofMillis(200))) {
+                    out.add(s(r.value()));
+                }
+            }
+            for (ConsumerRecord<byte[], byte[]> r : c.poll(Duration.ofMillis(300))) {
+                out.add(s(r.value()));
+            }
+            checkEq(end, c.position(tp), isolation + " position");
+        }
+        return out;
+    }
+
+    private static void sendTo(KafkaProducer<byte[], byte[]> p, String topic, int partition, String... values)
+            throws Exception {
+        List<ProducerRecord<byte[], byte[]>> records = new ArrayList<>();
+        for (String v : values) {
+            records.add(new ProducerRecord<>(topic, partition, null, b(v)));
+        }
+        sendAll(p, records);
+    }
+
+    /**
+     * Commit, abort, commit. A read_committed consumer reads exactly the
+     * committed values up to the end (6 records + 3 markers = 9); a
+     * read_uncommitted one reads every data record. Runnel finalizes no
+     * transaction.version >= 2, so kafka-clients 4.3 runs classic
+     * transactions (explicit AddPartitionsToTxn, Produce <= v11).
+     */
+    private void txnCommitAbortReadCommitted() throws Exception {
+        Map<String, FinalizedVersionRange> features =
+                admin.describeFeatures().featureMetadata().get(TIMEOUT_MS, TimeUnit.MILLISECONDS).finalizedFeatures();
+        FinalizedVersionRange tv = features.get("transaction.version");
+        check(tv == null || tv.maxVersionLevel() < 2, "transaction.version finalized at " + tv);
+
+        String t = topic("txn-basic");
+        createTopic(t, 1, Map.of());
+        try (KafkaProducer<byte[], byte[]> p = txnProducer(t)) {
             p.beginTransaction();
-            p.send(new ProducerRecord<>(t, b("txn")));
+            sendTo(p, t, 0, "c1-0", "c1-1", "c1-2");
             p.commitTransaction();
+            p.beginTransaction();
+            sendTo(p, t, 0, "a-0", "a-1");
+            p.abortTransaction();
+            p.beginTransaction();
+            sendTo(p, t, 0, "c2-0");
+            p.commitTransaction();
+        }
+        checkEq(List.of("c1-0", "c1-1", "c1-2", "c2-0"), readAll(t, 0, "read_committed", 9), "read_committed");
+        checkEq(List.of("c1-0", "c1-1", "c1-2", "a-0", "a-1", "c2-0"), readAll(t, 0, "read_uncommitted", 9),
+                "read_uncommitted");
+        // ListOffsets with the isolation level: read_committed latest is the LSO.
+        TopicPartition tp = new TopicPartition(t, 0);
+        ListOffsetsResult lo = admin.listOffsets(Map.of(tp, OffsetSpec.latest()),
+                new org.apache.kafka.clients.admin.ListOffsetsOptions(IsolationLevel.READ_COMMITTED));
+        checkEq(9L, lo.partitionResult(tp).get(TIMEOUT_MS, TimeUnit.MILLISECONDS).offset(), "LSO");
+    }
+
+    /** An open transaction holds read_committed readers (and ListOffsets) at its first offset. */
+    private void txnOpenHoldsReadCommitted() throws Exception {
+        String t = topic("txn-open");
+        createTopic(t, 1, Map.of());
+        TopicPartition tp = new TopicPartition(t, 0);
+        try (KafkaProducer<byte[], byte[]> plain = producer(Map.of());
+                KafkaProducer<byte[], byte[]> p = txnProducer(t)) {
+            sendTo(plain, t, 0, "before");
+            p.beginTransaction();
+            sendTo(p, t, 0, "t-0", "t-1");
+            sendTo(plain, t, 0, "after");
+            checkEq(List.of("before"), readAll(t, 0, "read_committed", 1), "while open");
+            for (IsolationLevel iso : List.of(IsolationLevel.READ_COMMITTED, IsolationLevel.READ_UNCOMMITTED)) {
+                long off = admin.listOffsets(Map.of(tp, OffsetSpec.latest()),
+                        new org.apache.kafka.clients.admin.ListOffsetsOptions(iso))
+                        .partitionResult(tp).get(TIMEOUT_MS, TimeUnit.MILLISECONDS).offset();
+                checkEq(iso == IsolationLevel.READ_COMMITTED ? 1L : 4L, off, "latest offset, " + iso);
+            }
+            p.commitTransaction();
+        }
+        checkEq(List.of("before", "t-0", "t-1", "after"), readAll(t, 0, "read_committed", 5), "after commit");
+    }
+
+    /**
+     * Consume-transform-produce with sendOffsetsToTransaction(offsets,
+     * consumer.groupMetadata()): a committed round moves the group's offsets
+     * with the output, an aborted one moves neither.
+     */
+    private void txnSendOffsetsToTransaction() throws Exception {
+        String in = topic("txn-in");
+        String out = topic("txn-out");
+        String g = group("txn");
+        createTopic(in, 1, Map.of());
+        createTopic(out, 1, Map.of());
+        try (KafkaProducer<byte[], byte[]> plain = producer(Map.of())) {
+            for (int i = 0; i < 15; i++) {
+                sendTo(plain, in, 0, "in-" + i);
+            }
+        }
+        TopicPartition src = new TopicPartition(in, 0);
+        try (KafkaProducer<byte[], byte[]> p = txnProducer(topic("txn-ctp"))) {
+            for (Object[] round : new Object[][] {{10, true}, {5, false}, {5, true}}) {
+                int n = (Integer) round[0];
+                boolean commit = (Boolean) round[1];
+                Properties extra = new Properties();
+                extra.put(ConsumerConfig.GROUP_ID_CONFIG, g);
+                extra.put(ConsumerConfig.AUTO_OFFSET_RESET_CONFIG, "earliest");
+                extra.put(ConsumerConfig.ISOLATION_LEVEL_CONFIG, "read_committed");
+                try (KafkaConsumer<byte[], byte[]> c = consumer(extra)) {
+                    c.assign(List.of(src));
+                    List<ConsumerRecord<byte[], byte[]>> got = readN(c, n);
+                    c.seek(src, got.get(n - 1).offset() + 1);
+                    p.beginTransaction();
+                    for (ConsumerRecord<byte[], byte[]> r : got) {
+                        p.send(new ProducerRecord<>(out, 0, null, b(s(r.value()).replace("in-", "out-"))));
+                    }
+                    p.sendOffsetsToTransaction(Map.of(src, new OffsetAndMetadata(c.position(src))),
+                            c.groupMetadata());
+                    // abortTransaction() drops batches not yet sent (the log
+                    // then holds only the ABORT marker); flush so the aborted
+                    // records are in the log and read_committed must skip them.
+                    p.flush();
+                    if (commit) {
+                        p.commitTransaction();
+                    } else {
+                        p.abortTransaction();
+                    }
+                }
+                Map<TopicPartition, OffsetAndMetadata> committed = admin.listConsumerGroupOffsets(g)
+                        .partitionsToOffsetAndMetadata().get(TIMEOUT_MS, TimeUnit.MILLISECONDS);
+                long want = commit ? (n == 10 ? 10 : 15) : 10;
+                checkEq(want, committed.get(src).offset(), "group offset after a " + (commit ? "commit" : "abort"));
+            }
+        }
+        List<String> want = new ArrayList<>();
+        for (int i = 0; i < 15; i++) {
+            want.add("out-" + i);
+        }
+        // 20 records (5 aborted) + 3 markers
+        checkEq(want, readAll(out, 0, "read_committed", 23), "output");
+    }
+
+    /** A second producer with the same transactional.id fences the first. */
+    private void txnFencing() throws Exception {
+        String t = topic("txn-fenced");
+        createTopic(t, 1, Map.of());
+        KafkaProducer<byte[], byte[]> p1 = txnProducer(t);
+        try {
+            p1.beginTransaction();
+            sendTo(p1, t, 0, "old-0", "old-1");
+            try (KafkaProducer<byte[], byte[]> p2 = txnProducer(t)) {
+                expectError(ProducerFencedException.class, p1::commitTransaction);
+                p2.beginTransaction();
+                sendTo(p2, t, 0, "new-0");
+                p2.commitTransaction();
+            }
+        } finally {
+            p1.close(Duration.ZERO);
+        }
+        // old-0 old-1, ABORT marker (p2's init aborted p1's transaction), new-0, COMMIT marker
+        checkEq(List.of("new-0"), readAll(t, 0, "read_committed", 5), "read_committed");
+    }
+
+    /** Admin.fenceProducers (KIP-618: InitProducerId from the admin client) fences a live producer. */
+    private void txnAdminFenceProducers() throws Exception {
+        String t = topic("txn-adminfence");
+        createTopic(t, 1, Map.of());
+        KafkaProducer<byte[], byte[]> p = txnProducer(t);
+        try {
+            p.beginTransaction();
+            sendTo(p, t, 0, "doomed");
+            admin.fenceProducers(List.of(t)).all().get(TIMEOUT_MS, TimeUnit.MILLISECONDS);
+            expectError(ProducerFencedException.class, p::commitTransaction);
+        } finally {
+            p.close(Duration.ZERO);
+        }
+        TransactionDescription d = admin.describeTransactions(List.of(t)).description(t)
+                .get(TIMEOUT_MS, TimeUnit.MILLISECONDS);
+        // The fencing InitProducerId aborts the open transaction; whether the
+        // admin client's retry (after CONCURRENT_TRANSACTIONS) has bumped the
+        // epoch again by now decides between the two.
+        check(d.state() == TransactionState.COMPLETE_ABORT || d.state() == TransactionState.EMPTY,
+                "state after fencing: " + d.state());
+        checkEq(List.of(), readAll(t, 0, "read_committed", 2), "read_committed");
+    }
+
+    /**
+     * transaction.timeout.ms over transaction.max.timeout.ms (15 min by
+     * default): INVALID_TRANSACTION_TIMEOUT. kafka-clients 4.3 has no case
+     * for that code in its InitProducerId handler and raises a plain
+     * KafkaException "Unexpected error in InitProducerIdResponse; " + the
+     * error's message (against Kafka too), so the message identifies it.
+     */
+    private void txnInvalidTimeout() throws Exception {
+        try (KafkaProducer<byte[], byte[]> p = producer(Map.of(
+                ProducerConfig.TRANSACTIONAL_ID_CONFIG, topic("txn-timeout"),
+                ProducerConfig.TRANSACTION_TIMEOUT_CONFIG, 900_001))) {
+            try {
+                p.initTransactions();
+                throw new AssertionError("initTransactions succeeded with transaction.timeout.ms 900001");
+            } catch (KafkaException e) {
+                check(String.valueOf(e.getMessage()).contains(
+                        org.apache.kafka.common.protocol.Errors.INVALID_TRANSACTION_TIMEOUT.message()),
+                        "expected INVALID_TRANSACTION_TIMEOUT, got " + e);
+            }
+        }
+    }
+
+    /**
+     * Admin.listTransactions / describeTransactions / describeProducers of an
+     * open and then committed transaction; an unknown transactional id is
+     * TransactionalIdNotFoundException.
+     */
+    private void adminTransactions() throws Exception {
+        String t = topic("txn-admin");
+        createTopic(t, 2, Map.of());
+        TopicPartition tp0 = new TopicPartition(t, 0);
+        TopicPartition tp1 = new TopicPartition(t, 1);
+        try (KafkaProducer<byte[], byte[]> p = txnProducer(t)) {
+            p.beginTransaction();
+            sendTo(p, t, 0, "x-0", "x-1");
+            sendTo(p, t, 1, "y-0");
+
+            TransactionDescription d = admin.describeTransactions(List.of(t)).description(t)
+                    .get(TIMEOUT_MS, TimeUnit.MILLISECONDS);
+            checkEq(TransactionState.ONGOING, d.state(), "state");
+            checkEq(Set.of(tp0, tp1), d.topicPartitions(), "partitions");
+            checkEq(60_000L, d.transactionTimeoutMs(), "timeout");
+            check(d.transactionStartTimeMs().isPresent(), "start time");
+            int node = admin.describeCluster().nodes().get(TIMEOUT_MS, TimeUnit.MILLISECONDS).iterator().next().id();
+            checkEq(node, d.coordinatorId(), "coordinator");
+            long pid = d.producerId();
+            int epoch = d.producerEpoch();
+
+            Collection<TransactionListing> all = admin.listTransactions().all().get(TIMEOUT_MS, TimeUnit.MILLISECONDS);
+            check(all.contains(new TransactionListing(t, pid, TransactionState.ONGOING)), "listed: " + all);
+            Collection<TransactionListing> ongoing = admin.listTransactions(
+                    new ListTransactionsOptions().filterStates(List.of(TransactionState.ONGOING))
+                            .filterProducerIds(List.of(pid)))
+                    .all().get(TIMEOUT_MS, TimeUnit.MILLISECONDS);
+            checkEq(List.of(new TransactionListing(t, pid, TransactionState.ONGOING)), List.copyOf(ongoing),
+                    "filtered");
+            Collection<TransactionListing> longRunning = admin.listTransactions(
+                    new ListTransactionsOptions().filterOnDuration(3_600_000L))
+                    .all().get(TIMEOUT_MS, TimeUnit.MILLISECONDS);
+            check(longRunning.stream().noneMatch(l -> l.transactionalId().equals(t)),
+                    "open for less than an hour: " + longRunning);
+
+            List<ProducerState> ps = admin.describeProducers(List.of(tp0)).partitionResult(tp0)
+                    .get(TIMEOUT_MS, TimeUnit.MILLISECONDS).activeProducers();
+            checkEq(1, ps.size(), "producers of " + tp0 + ": " + ps);
+            ProducerState st = ps.get(0);
+            checkEq(pid, st.producerId(), "producer id");
+            checkEq(epoch, st.producerEpoch(), "producer epoch");
+            checkEq(1, st.lastSequence(), "last sequence");
+            checkEq(java.util.OptionalLong.of(0L), st.currentTransactionStartOffset(), "open transaction");
+
+            p.commitTransaction();
+            long deadline = System.currentTimeMillis() + TIMEOUT_MS;
+            while (true) {
+                d = admin.describeTransactions(List.of(t)).description(t).get(TIMEOUT_MS, TimeUnit.MILLISECONDS);
+                if (d.state() == TransactionState.COMPLETE_COMMIT || System.currentTimeMillis() > deadline) {
+                    break;
+                }
+                sleepMs(50);
+            }
+            checkEq(TransactionState.COMPLETE_COMMIT, d.state(), "state after commit");
+            checkEq(Set.of(), d.topicPartitions(), "partitions after commit");
+            st = admin.describeProducers(List.of(tp0)).partitionResult(tp0)
+                    .get(TIMEOUT_MS, TimeUnit.MILLISECONDS).activeProducers().get(0);
+            checkEq(java.util.OptionalLong.empty(), st.currentTransactionStartOffset(), "no open transaction");
+        }
+        expectError(TransactionalIdNotFoundException.class, () -> admin.describeTransactions(List.of(topic("txn-none")))
+                .all().get(TIMEOUT_MS, TimeUnit.MILLISECONDS));
+    }
+
+    /**
+     * Admin.abortTransaction (WriteTxnMarkers to the partition leader, for a
+     * hanging transaction): the partition's open transaction is aborted there,
+     * so read_committed readers move past it.
+     */
+    private void adminAbortTransaction() throws Exception {
+        String t = topic("txn-hanging");
+        createTopic(t, 1, Map.of());
+        TopicPartition tp = new TopicPartition(t, 0);
+        KafkaProducer<byte[], byte[]> p = txnProducer(t);
+        try {
+            p.beginTransaction();
+            sendTo(p, t, 0, "hanging");
+            checkEq(List.of(), readAll(t, 0, "read_committed", 0), "while open");
+            ProducerState st = admin.describeProducers(List.of(tp)).partitionResult(tp)
+                    .get(TIMEOUT_MS, TimeUnit.MILLISECONDS).activeProducers().get(0);
+            admin.abortTransaction(new AbortTransactionSpec(tp, st.producerId(), (short) st.producerEpoch(),
+                    st.coordinatorEpoch().orElse(0))).all().get(TIMEOUT_MS, TimeUnit.MILLISECONDS);
+            checkEq(List.of(), readAll(t, 0, "read_committed", 2), "after the abort marker");
+        } finally {
+            p.close(Duration.ZERO);
         }
     }
 }
