@@ -17,13 +17,14 @@ use std::io::{BufRead, BufReader, Write};
 use std::ops::Range;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use common::{
-    admin, broker_runtime, create_topic, flush_all_ok, free_port, recording_producer,
-    send_blocking, BrokerProcess, TestBroker, TIMEOUT,
+    admin, broker_runtime, close_bounded, create_topic, flush_all_ok, free_port, member_config,
+    partitions_tpl, recording_producer, send_blocking, wait_for, watchdog, BrokerProcess,
+    TestBroker, TIMEOUT,
 };
 use rdkafka::admin::{AdminClient, AdminOptions};
 use rdkafka::client::DefaultClientContext;
@@ -36,47 +37,8 @@ use rdkafka::producer::BaseRecord;
 use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
 
 // ---------------------------------------------------------------------------
-// Harness: watchdog, bounded waits, group members in threads.
-
-/// Aborts the test process if the test is still running after `limit`
-/// (a hung client call or consumer close would otherwise hang the run).
-/// Declare it first in a test so that it is dropped last.
-struct Watchdog(#[allow(dead_code)] mpsc::Sender<()>);
-
-fn watchdog(name: &'static str, limit: Duration) -> Watchdog {
-    let (tx, rx) = mpsc::channel::<()>();
-    thread::spawn(move || {
-        if let Err(mpsc::RecvTimeoutError::Timeout) = rx.recv_timeout(limit) {
-            // Straight to the stderr handle: the test's captured output
-            // would be lost with the abort.
-            let _ = writeln!(
-                std::io::stderr(),
-                "watchdog: {name} still running after {limit:?} \
-                 (a client call or a consumer close hung); aborting"
-            );
-            std::process::abort();
-        }
-    });
-    Watchdog(tx)
-}
-
-/// Polls `check` every 50 ms until it returns `Some`, for at most `limit`;
-/// then panics with `what()`.
-fn wait_for<T>(
-    limit: Duration,
-    what: impl Fn() -> String,
-    mut check: impl FnMut() -> Option<T>,
-) -> T {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(v) = check() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "after {limit:?}: {}", what());
-        // Poll interval of a bounded wait, not synchronisation.
-        thread::sleep(Duration::from_millis(50));
-    }
-}
+// Harness: group members in threads (the watchdog, bounded waits and
+// consumer settings are in common).
 
 fn partitions_of(tpl: &TopicPartitionList) -> BTreeSet<i32> {
     tpl.elements().iter().map(|e| e.partition()).collect()
@@ -160,64 +122,6 @@ impl ConsumerContext for GroupContext {
         }
         m.events.push(event);
     }
-}
-
-/// Group consumer settings: no auto commit, earliest reset (a record
-/// produced right after an assignment is never skipped), fast heartbeats so
-/// members learn of a rebalance quickly.
-fn member_config(
-    bootstrap: &str,
-    group: &str,
-    client_id: &str,
-    extra: &[(&str, &str)],
-) -> ClientConfig {
-    let mut cfg = ClientConfig::new();
-    cfg.set("bootstrap.servers", bootstrap)
-        .set("group.id", group)
-        .set("client.id", client_id)
-        .set("enable.auto.commit", "false")
-        .set("auto.offset.reset", "earliest")
-        .set("session.timeout.ms", "10000")
-        .set("heartbeat.interval.ms", "500")
-        .set("max.poll.interval.ms", "30000")
-        .set("check.crcs", "true");
-    for (k, v) in extra {
-        cfg.set(*k, *v);
-    }
-    cfg
-}
-
-/// Closes a group consumer (revoke, commit if configured, LeaveGroup) for at
-/// most `limit`. On timeout the consumer is leaked: its `Drop` would wait
-/// for the close without a bound. Drop every `TopicPartitionList` the
-/// consumer returned (committed(), assignment()) before: they hold
-/// references that librdkafka's destroy waits for, forever.
-fn close_bounded<C: ConsumerContext>(
-    consumer: BaseConsumer<C>,
-    limit: Duration,
-) -> Result<(), String> {
-    consumer
-        .close_queue()
-        .map_err(|e| format!("close_queue: {e}"))?;
-    let deadline = Instant::now() + limit;
-    while !consumer.closed() {
-        if Instant::now() >= deadline {
-            std::mem::forget(consumer);
-            return Err(format!(
-                "consumer did not close within {limit:?} (LeaveGroup or a commit not answered?)"
-            ));
-        }
-        let _ = consumer.poll(Duration::from_millis(100));
-    }
-    // Fetched records still queued hold references to librdkafka's broker
-    // handles, and its destroy (on drop) waits for those: serve them first.
-    while consumer.poll(Duration::ZERO).is_some() {
-        if Instant::now() >= deadline {
-            std::mem::forget(consumer);
-            return Err(format!("consumer queue not drained within {limit:?}"));
-        }
-    }
-    Ok(())
 }
 
 fn parse_id(payload: Option<&[u8]>) -> Option<usize> {
@@ -451,14 +355,6 @@ fn offsets_tpl(topic: &str, offsets: &[(i32, i64, &str)]) -> TopicPartitionList 
         if !meta.is_empty() {
             e.set_metadata(meta);
         }
-    }
-    tpl
-}
-
-fn partitions_tpl(topic: &str, partitions: &[i32]) -> TopicPartitionList {
-    let mut tpl = TopicPartitionList::new();
-    for &p in partitions {
-        tpl.add_partition(topic, p);
     }
     tpl
 }

@@ -14,16 +14,15 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::io::Write;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{mpsc, Arc};
+use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use common::{
-    admin, broker_runtime, consumer, create_topic, flush_all_ok, free_port, numbered_payload,
-    recording_producer, send_blocking, BrokerProcess, Delivery, RecordingProducer, TestBroker,
-    TIMEOUT,
+    admin, broker_runtime, close_bounded, consumer, consumer_config, create_topic, flush_all_ok,
+    free_port, member_config, numbered_payload, partitions_tpl, recording_producer, send_blocking,
+    wait_for, watchdog, BrokerProcess, Delivery, RecordingProducer, TestBroker, TIMEOUT,
 };
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
@@ -32,43 +31,8 @@ use rdkafka::producer::{BaseRecord, Producer};
 use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
 
 // ---------------------------------------------------------------------------
-// Harness: watchdog, bounded waits, transactional producers, readers.
-
-/// Aborts the test process if the test is still running after `limit`.
-/// Declare it first in a test so that it is dropped last.
-struct Watchdog(#[allow(dead_code)] mpsc::Sender<()>);
-
-fn watchdog(name: &'static str, limit: Duration) -> Watchdog {
-    let (tx, rx) = mpsc::channel::<()>();
-    thread::spawn(move || {
-        if let Err(mpsc::RecvTimeoutError::Timeout) = rx.recv_timeout(limit) {
-            let _ = writeln!(
-                std::io::stderr(),
-                "watchdog: {name} still running after {limit:?} (a client call hung); aborting"
-            );
-            std::process::abort();
-        }
-    });
-    Watchdog(tx)
-}
-
-/// Polls `check` every 50 ms until it returns `Some`, for at most `limit`;
-/// then panics with `what()`.
-fn wait_for<T>(
-    limit: Duration,
-    what: impl Fn() -> String,
-    mut check: impl FnMut() -> Option<T>,
-) -> T {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(v) = check() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "after {limit:?}: {}", what());
-        // Poll interval of a bounded wait, not synchronisation.
-        thread::sleep(Duration::from_millis(50));
-    }
-}
+// Harness: transactional producers, readers (the watchdog and bounded
+// waits are in common).
 
 /// Code, flags and text of a client error, for messages and the report.
 fn describe_err(e: &KafkaError) -> String {
@@ -165,19 +129,25 @@ type Reader = BaseConsumer<StderrLog>;
 /// what that isolation level may read (the high watermark, or the last
 /// stable offset for read_committed).
 fn reader(bootstrap: &str, isolation: &str) -> Reader {
-    let mut cfg = ClientConfig::new();
-    cfg.set("bootstrap.servers", bootstrap)
-        .set("group.id", "runnel-tests")
-        .set("enable.auto.commit", "false")
-        .set("check.crcs", "true")
-        .set("isolation.level", isolation)
-        .set("enable.partition.eof", "true")
-        .set("fetch.wait.max.ms", "100");
+    let mut cfg = consumer_config(
+        bootstrap,
+        &[
+            ("isolation.level", isolation),
+            ("enable.partition.eof", "true"),
+            ("fetch.wait.max.ms", "100"),
+        ],
+    );
+    debug_from_env(&mut cfg);
+    cfg.create_with_context(StderrLog).expect("reader")
+}
+
+/// librdkafka debug logging as `RUNNEL_TEST_RDKAFKA_DEBUG` asks (see
+/// [`StderrLog`]).
+fn debug_from_env(cfg: &mut ClientConfig) {
     if let Ok(debug) = std::env::var("RUNNEL_TEST_RDKAFKA_DEBUG") {
         cfg.set("debug", &debug)
             .set_log_level(RDKafkaLogLevel::Debug);
     }
-    cfg.create_with_context(StderrLog).expect("reader")
 }
 
 fn assign_at<C: ConsumerContext>(c: &BaseConsumer<C>, topic: &str, starts: &[(i32, Offset)]) {
@@ -876,32 +846,6 @@ struct Processor {
     thread: thread::JoinHandle<ProcessorReport>,
 }
 
-/// Closes a group consumer for at most `limit`; on timeout it is leaked
-/// (its `Drop` would wait without a bound).
-fn close_bounded<C: ConsumerContext>(
-    consumer: BaseConsumer<C>,
-    limit: Duration,
-) -> Result<(), String> {
-    consumer
-        .close_queue()
-        .map_err(|e| format!("close_queue: {e}"))?;
-    let deadline = Instant::now() + limit;
-    while !consumer.closed() {
-        if Instant::now() >= deadline {
-            std::mem::forget(consumer);
-            return Err(format!("consumer did not close within {limit:?}"));
-        }
-        let _ = consumer.poll(Duration::from_millis(100));
-    }
-    while consumer.poll(Duration::ZERO).is_some() {
-        if Instant::now() >= deadline {
-            std::mem::forget(consumer);
-            return Err(format!("consumer queue not drained within {limit:?}"));
-        }
-    }
-    Ok(())
-}
-
 impl Processor {
     /// Starts a copier: a group member reading `eos-in` (read_committed)
     /// and a transactional producer writing each record to the same
@@ -963,21 +907,17 @@ fn run_processor(
         return rep;
     }
     rep.init = Some(t0.elapsed());
-    let mut cfg = ClientConfig::new();
-    cfg.set("bootstrap.servers", bootstrap)
-        .set("group.id", EOS_GROUP)
-        .set("client.id", &rep.name)
-        .set("enable.auto.commit", "false")
-        .set("auto.offset.reset", "earliest")
-        .set("isolation.level", RC)
-        .set("session.timeout.ms", "6000")
-        .set("heartbeat.interval.ms", "500")
-        .set("max.poll.interval.ms", "60000")
-        .set("check.crcs", "true");
-    if let Ok(debug) = std::env::var("RUNNEL_TEST_RDKAFKA_DEBUG") {
-        cfg.set("debug", &debug)
-            .set_log_level(RDKafkaLogLevel::Debug);
-    }
+    let mut cfg = member_config(
+        bootstrap,
+        EOS_GROUP,
+        &rep.name,
+        &[
+            ("isolation.level", RC),
+            ("session.timeout.ms", "6000"),
+            ("max.poll.interval.ms", "60000"),
+        ],
+    );
+    debug_from_env(&mut cfg);
     let consumer: Reader = cfg
         .create_with_context(StderrLog)
         .expect("processor consumer");
@@ -1172,12 +1112,9 @@ fn group_offsets(bootstrap: &str) -> Vec<Offset> {
         bootstrap,
         &[("group.id", EOS_GROUP), ("isolation.level", RU)],
     );
-    let mut tpl = TopicPartitionList::new();
-    for p in 0..EOS_PARTITIONS {
-        tpl.add_partition(EOS_IN, p);
-    }
+    let partitions: Vec<i32> = (0..EOS_PARTITIONS).collect();
     let got = c
-        .committed_offsets(tpl, TIMEOUT)
+        .committed_offsets(partitions_tpl(EOS_IN, &partitions), TIMEOUT)
         .expect("committed offsets of the copier group");
     let mut v: Vec<(i32, Offset)> = got
         .elements()

@@ -7,6 +7,7 @@
 //! Every wait is bounded by [`WAIT`]; a test that would hang fails instead.
 
 use std::net::SocketAddr;
+use std::ops::RangeInclusive;
 use std::time::Duration;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
@@ -18,8 +19,9 @@ use kafka_protocol::messages::list_offsets_response::ListOffsetsPartitionRespons
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::produce_response::PartitionProduceResponse;
 use kafka_protocol::messages::{
-    ApiKey, BrokerId, CreateTopicsRequest, CreateTopicsResponse, FetchRequest, ListOffsetsRequest,
-    MetadataRequest, MetadataResponse, ProduceRequest, RequestHeader, ResponseHeader, TopicName,
+    ApiKey, BrokerId, CreateTopicsRequest, CreateTopicsResponse, FetchRequest,
+    FindCoordinatorResponse, GroupId, ListOffsetsRequest, MetadataRequest, MetadataResponse,
+    ProduceRequest, RequestHeader, ResponseHeader, TopicName,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, Request, StrBytes};
 use kafka_protocol::records::{
@@ -38,6 +40,21 @@ pub const WAIT: Duration = Duration::from_secs(10);
 
 /// The client id every request carries.
 pub const CLIENT_ID: &str = "protocol-tests";
+
+/// The group coordinator's internal topic.
+pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
+
+// Error codes (Kafka's `Errors`) the group and transaction tests share.
+pub const NONE: i16 = 0;
+pub const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
+pub const INVALID_REQUEST: i16 = 42;
+
+/// The versions of `key` the table in `runnel::protocol::apis` advertises.
+pub fn versions(key: ApiKey) -> RangeInclusive<i16> {
+    let spec =
+        runnel::protocol::apis::lookup(key).unwrap_or_else(|| panic!("{key:?} not in SUPPORTED"));
+    spec.min..=spec.max
+}
 
 // ---------------------------------------------------------------------------
 // Broker
@@ -61,6 +78,28 @@ impl TestBroker {
             handle: Some(handle),
             dir,
         }
+    }
+
+    /// A broker with a small `__consumer_offsets` (4 partitions: fewer logs
+    /// to create).
+    pub async fn start_small_offsets() -> TestBroker {
+        Self::start_with(|cfg| {
+            cfg.set("offsets.topic.num.partitions", "4")
+                .expect("offsets.topic.num.partitions");
+        })
+        .await
+    }
+
+    /// [`TestBroker::start_small_offsets`], a client connected to it, and
+    /// `topic` created with `partitions` partitions.
+    pub async fn start_small_offsets_with_topic(
+        topic: &str,
+        partitions: i32,
+    ) -> (TestBroker, Client) {
+        let b = Self::start_small_offsets().await;
+        let mut c = b.connect().await;
+        c.create_topic(topic, partitions).await;
+        (b, c)
     }
 
     pub fn handle(&self) -> &BrokerHandle {
@@ -324,6 +363,14 @@ impl Client {
         t.topic_id
     }
 
+    /// The broker's own address as Metadata advertises it: `(node id, host,
+    /// port)`.
+    pub async fn advertised(&mut self) -> (i32, String, i32) {
+        let md = self.call(12, &metadata_request(12, Some(&[]), false)).await;
+        let b = &md.brokers[0];
+        (b.node_id.0, b.host.to_string(), b.port)
+    }
+
     pub async fn metadata(&mut self, version: i16, topics: &[&str]) -> MetadataResponse {
         self.call(version, &metadata_request(version, Some(topics), true))
             .await
@@ -417,6 +464,44 @@ pub fn topic_name(name: &str) -> TopicName {
 
 pub fn str_bytes(s: &str) -> StrBytes {
     StrBytes::from_string(s.to_string())
+}
+
+/// A FindCoordinator v0-3 answer (one key) names the broker `(node, host,
+/// port)` without error.
+pub fn assert_single_coordinator(
+    resp: &FindCoordinatorResponse,
+    (node, host, port): (i32, &str, i32),
+    version: i16,
+) {
+    let v = version;
+    assert_eq!(resp.error_code, NONE, "v{v}: {:?}", resp.error_message);
+    assert_eq!(
+        (resp.node_id.0, resp.host.as_str(), resp.port),
+        (node, host, port),
+        "v{v}"
+    );
+}
+
+pub fn gid(s: &str) -> GroupId {
+    GroupId(str_bytes(s))
+}
+
+/// `(topic, partition, error code)` of each partition of a response's
+/// per-topic results: any `topics` whose elements have `name` and
+/// `partitions` with `partition_index` and `error_code` (OffsetDelete,
+/// TxnOffsetCommit, DescribeProducers, WriteTxnMarkers), in response order.
+#[macro_export]
+macro_rules! partition_errors {
+    ($topics:expr) => {
+        $topics
+            .iter()
+            .flat_map(|t| {
+                t.partitions
+                    .iter()
+                    .map(|p| (t.name.to_string(), p.partition_index, p.error_code))
+            })
+            .collect::<::std::vec::Vec<(::std::string::String, i32, i16)>>()
+    };
 }
 
 pub fn creatable_topic(name: &str, partitions: i32, configs: &[(&str, &str)]) -> CreatableTopic {

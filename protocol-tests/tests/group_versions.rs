@@ -9,8 +9,6 @@
 //! Requests are built per version: the encoder refuses a field a version does
 //! not have when it is set.
 
-use std::ops::RangeInclusive;
-
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::delete_topics_request::DeleteTopicState;
 use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
@@ -27,24 +25,19 @@ use kafka_protocol::messages::offset_fetch_request::{
 use kafka_protocol::messages::sync_group_request::SyncGroupRequestAssignment;
 use kafka_protocol::messages::*;
 use protocol_tests::*;
-use runnel::protocol::apis;
 
-const OFFSETS_TOPIC: &str = "__consumer_offsets";
 const PROTOCOL_TYPE: &str = "consumer";
 const PROTOCOL: &str = "range";
 /// Long enough that no member expires while a test runs on a busy machine.
 const SESSION_MS: i32 = 30_000;
 
 // Error codes (Kafka's `Errors`).
-const NONE: i16 = 0;
-const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
 const OFFSET_METADATA_TOO_LARGE: i16 = 12;
 const INVALID_TOPIC_EXCEPTION: i16 = 17;
 const ILLEGAL_GENERATION: i16 = 22;
 const INCONSISTENT_GROUP_PROTOCOL: i16 = 23;
 const UNKNOWN_MEMBER_ID: i16 = 25;
 const INVALID_SESSION_TIMEOUT: i16 = 26;
-const INVALID_REQUEST: i16 = 42;
 const NON_EMPTY_GROUP: i16 = 68;
 const GROUP_ID_NOT_FOUND: i16 = 69;
 const MEMBER_ID_REQUIRED: i16 = 79;
@@ -55,24 +48,6 @@ const OPERATIONS_NOT_REQUESTED: i32 = i32::MIN;
 /// AclOperation codes.
 const OP_READ: i32 = 3;
 const OP_DESCRIBE: i32 = 8;
-
-fn versions(key: ApiKey) -> RangeInclusive<i16> {
-    let spec = apis::lookup(key).unwrap_or_else(|| panic!("{key:?} not in SUPPORTED"));
-    spec.min..=spec.max
-}
-
-/// A broker with a small `__consumer_offsets` (fewer logs to create).
-async fn broker() -> TestBroker {
-    TestBroker::start_with(|cfg| {
-        cfg.set("offsets.topic.num.partitions", "4")
-            .expect("offsets.topic.num.partitions");
-    })
-    .await
-}
-
-fn gid(s: &str) -> GroupId {
-    GroupId(str_bytes(s))
-}
 
 // ---------------------------------------------------------------------------
 // Consumer protocol payloads (ConsumerProtocolSubscription/Assignment v0)
@@ -208,14 +183,7 @@ fn commit_request(
 
 /// Per-partition error codes of an OffsetCommit response, in order.
 fn commit_errors(resp: &OffsetCommitResponse) -> Vec<(String, i32, i16)> {
-    resp.topics
-        .iter()
-        .flat_map(|t| {
-            t.partitions
-                .iter()
-                .map(|p| (t.name.to_string(), p.partition_index, p.error_code))
-        })
-        .collect()
+    partition_errors!(resp.topics)
 }
 
 /// A group to fetch offsets of: its id and `(topic, partitions)`, or `None`
@@ -409,32 +377,20 @@ async fn assign_only_group(c: &mut Client, group: &str, topic: &str, offset: i64
     );
 }
 
-/// The broker's own address as Metadata advertises it.
-async fn advertised(c: &mut Client) -> (i32, String, i32) {
-    let md = c.call(12, &metadata_request(12, Some(&[]), false)).await;
-    let b = &md.brokers[0];
-    (b.node_id.0, b.host.to_string(), b.port)
-}
-
 // ---------------------------------------------------------------------------
 // FindCoordinator
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn find_coordinator_every_version() {
-    let b = broker().await;
+    let b = TestBroker::start_small_offsets().await;
     let mut c = b.connect().await;
-    let (node, host, port) = advertised(&mut c).await;
+    let (node, host, port) = c.advertised().await;
     assert_eq!(node, b.handle().broker.node_id());
     for v in versions(ApiKey::FindCoordinator) {
         if v <= 3 {
             let req = FindCoordinatorRequest::default().with_key(str_bytes(&format!("fc-v{v}")));
             let resp = c.call(v, &req).await;
-            assert_eq!(resp.error_code, NONE, "v{v}: {:?}", resp.error_message);
-            assert_eq!(
-                (resp.node_id.0, resp.host.as_str(), resp.port),
-                (node, host.as_str(), port),
-                "v{v}"
-            );
+            assert_single_coordinator(&resp, (node, &host, port), v);
             if v >= 1 {
                 for (key_type, want) in [(0, NONE), (1, NONE), (7, INVALID_REQUEST)] {
                     let req = FindCoordinatorRequest::default()
@@ -487,7 +443,7 @@ async fn find_coordinator_every_version() {
 /// groups) hands back the leader's assignment; Heartbeat answers 0.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn join_sync_heartbeat_every_version() {
-    let b = broker().await;
+    let b = TestBroker::start_small_offsets().await;
     let mut c = b.connect().await;
     c.create_topic("jt", 2).await;
     let sub = subscription(&["jt"]);
@@ -585,7 +541,7 @@ async fn join_sync_heartbeat_every_version() {
 /// the MEMBER_ID_REQUIRED round, and is listed with its instance id.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn static_member_joins_directly() {
-    let b = broker().await;
+    let b = TestBroker::start_small_offsets().await;
     let mut c = b.connect().await;
     let sub = subscription(&["st"]);
     for v in 5..=*versions(ApiKey::JoinGroup).end() {
@@ -636,7 +592,7 @@ async fn static_member_joins_directly() {
 /// commit v6+) leader epoch, per partition and as "all offsets" (v2+).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn offset_commit_and_fetch_every_version() {
-    let b = broker().await;
+    let b = TestBroker::start_small_offsets().await;
     let mut c = b.connect().await;
     let commit_versions = versions(ApiKey::OffsetCommit);
     let n = commit_versions.len() as i32;
@@ -738,7 +694,7 @@ async fn offset_commit_and_fetch_every_version() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn describe_groups_every_version() {
-    let b = broker().await;
+    let b = TestBroker::start_small_offsets().await;
     let mut c = b.connect().await;
     c.create_topic("dg", 1).await;
     let sub = subscription(&["dg"]);
@@ -792,7 +748,7 @@ async fn describe_groups_every_version() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn list_groups_every_version() {
-    let b = broker().await;
+    let b = TestBroker::start_small_offsets().await;
     let mut c = b.connect().await;
     // Listing before any coordinator lookup: no groups, and no
     // __consumer_offsets created by it.
@@ -893,7 +849,7 @@ async fn wait_for_state(c: &mut Client, group: &str, state: &str) -> DescribeGro
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn leave_group_every_version() {
-    let b = broker().await;
+    let b = TestBroker::start_small_offsets().await;
     let mut c = b.connect().await;
     c.create_topic("lv", 1).await;
     let assigned = assignment("lv", &[0]);
@@ -956,7 +912,7 @@ async fn leave_group_every_version() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn delete_groups_every_version() {
-    let b = broker().await;
+    let b = TestBroker::start_small_offsets().await;
     let mut c = b.connect().await;
     c.create_topic("dl", 1).await;
     let assigned = assignment("dl", &[0]);
@@ -1005,7 +961,7 @@ async fn delete_groups_every_version() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn offset_delete_subscribed_unsubscribed_unknown() {
-    let b = broker().await;
+    let b = TestBroker::start_small_offsets().await;
     let mut c = b.connect().await;
     c.create_topic("od-sub", 1).await;
     c.create_topic("od-other", 1).await;
@@ -1043,15 +999,7 @@ async fn offset_delete_subscribed_unsubscribed_unknown() {
     for v in versions(ApiKey::OffsetDelete) {
         let resp = c.call(v, &req("od")).await;
         assert_eq!(resp.error_code, NONE, "v{v}");
-        let got: Vec<(String, i32, i16)> = resp
-            .topics
-            .iter()
-            .flat_map(|t| {
-                t.partitions
-                    .iter()
-                    .map(|p| (t.name.to_string(), p.partition_index, p.error_code))
-            })
-            .collect();
+        let got: Vec<(String, i32, i16)> = partition_errors!(resp.topics);
         assert_eq!(
             got,
             [
@@ -1083,7 +1031,7 @@ async fn offset_delete_subscribed_unsubscribed_unknown() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn join_group_errors() {
-    let b = broker().await;
+    let b = TestBroker::start_small_offsets().await;
     let mut c = b.connect().await;
     let sub = subscription(&["je"]);
     // group.min.session.timeout.ms (6000) and group.max.session.timeout.ms (1800000), both sides.
@@ -1160,7 +1108,7 @@ async fn join_group_errors() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sync_heartbeat_commit_errors() {
-    let b = broker().await;
+    let b = TestBroker::start_small_offsets().await;
     let mut c = b.connect().await;
     c.create_topic("se", 2).await;
     let member = form_group(&mut c, "se-group", &["se"], &assignment("se", &[0, 1])).await;
@@ -1250,7 +1198,7 @@ async fn sync_heartbeat_commit_errors() {
 /// in an assign-only one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn offset_commit_metadata_limit_both_sides() {
-    let b = broker().await;
+    let b = TestBroker::start_small_offsets().await;
     let mut c = b.connect().await;
     c.create_topic("ml", 1).await;
     let member = form_group(&mut c, "ml-group", &["ml"], &assignment("ml", &[0])).await;
@@ -1307,7 +1255,7 @@ async fn offset_commit_metadata_limit_both_sides() {
 /// as internal, and neither written by Produce nor deleted by DeleteTopics.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn consumer_offsets_is_internal() {
-    let b = broker().await;
+    let b = TestBroker::start_small_offsets().await;
     let mut c = b.connect().await;
     let md = c.call(12, &metadata_request(12, None, false)).await;
     assert!(md.topics.is_empty(), "no topics before the first lookup");
@@ -1385,7 +1333,7 @@ async fn consumer_offsets_is_internal() {
 /// ILLEGAL_GENERATION (OffsetMetadataManager.validateOffsetCommit).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn parity_offset_commit_v9_unknown_group_is_group_id_not_found() {
-    let b = broker().await;
+    let b = TestBroker::start_small_offsets().await;
     let mut c = b.connect().await;
     c.create_topic("pc", 1).await;
     for v in versions(ApiKey::OffsetCommit) {
@@ -1408,7 +1356,7 @@ async fn parity_offset_commit_v9_unknown_group_is_group_id_not_found() {
 /// (`String.length()`), not bytes: 4096 two-byte characters are accepted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn parity_offset_metadata_limit_counts_characters() {
-    let b = broker().await;
+    let b = TestBroker::start_small_offsets().await;
     let mut c = b.connect().await;
     c.create_topic("pm", 1).await;
     let wide = "é".repeat(4096);
@@ -1427,7 +1375,7 @@ async fn parity_offset_metadata_limit_counts_characters() {
 /// INCONSISTENT_GROUP_PROTOCOL.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn parity_sync_group_v5_requires_protocol_type_and_name() {
-    let b = broker().await;
+    let b = TestBroker::start_small_offsets().await;
     let mut c = b.connect().await;
     let joined = join(&mut c, 9, "ps", &subscription(&["ps"])).await;
     let id = joined.member_id.to_string();
@@ -1449,7 +1397,7 @@ async fn parity_sync_group_v5_requires_protocol_type_and_name() {
 /// so the group is Empty as soon as LeaveGroup is answered.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn parity_group_empty_as_soon_as_last_member_left() {
-    let b = broker().await;
+    let b = TestBroker::start_small_offsets().await;
     let mut c = b.connect().await;
     let mut states = Vec::new();
     for i in 0..20 {
@@ -1498,7 +1446,7 @@ async fn parity_group_empty_as_soon_as_last_member_left() {
 /// i32::MIN.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn parity_describe_v6_unknown_group_has_no_operations() {
-    let b = broker().await;
+    let b = TestBroker::start_small_offsets().await;
     let mut c = b.connect().await;
     let resp = c.call(6, &describe_request(6, &["pd-nobody"], true)).await;
     assert_eq!(resp.groups[0].error_code, GROUP_ID_NOT_FOUND);

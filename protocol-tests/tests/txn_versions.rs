@@ -22,13 +22,13 @@
 //! Requests are built per version: the encoder refuses a field a version does
 //! not have when it is set.
 
-use std::ops::RangeInclusive;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use kafka_protocol::messages::add_partitions_to_txn_request::{
     AddPartitionsToTxnTopic, AddPartitionsToTxnTransaction,
 };
+use kafka_protocol::messages::add_partitions_to_txn_response::AddPartitionsToTxnTopicResult;
 use kafka_protocol::messages::describe_producers_request::TopicRequest;
 use kafka_protocol::messages::fetch_response::PartitionData;
 use kafka_protocol::messages::offset_fetch_request::{
@@ -45,7 +45,6 @@ use kafka_protocol::records::RecordBatchDecoder;
 use protocol_tests::*;
 use runnel::protocol::apis;
 
-const OFFSETS_TOPIC: &str = "__consumer_offsets";
 const TXN_TOPIC: &str = "__transaction_state";
 /// Kafka's default `transaction.max.timeout.ms`.
 const DEFAULT_MAX_TIMEOUT_MS: i32 = 900_000;
@@ -53,9 +52,6 @@ const DEFAULT_MAX_TIMEOUT_MS: i32 = 900_000;
 const TXN_TIMEOUT_MS: i32 = 60_000;
 
 // Error codes (Kafka's `Errors`).
-const NONE: i16 = 0;
-const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
-const INVALID_REQUEST: i16 = 42;
 const INVALID_PRODUCER_EPOCH: i16 = 47;
 const INVALID_TXN_STATE: i16 = 48;
 const INVALID_PRODUCER_ID_MAPPING: i16 = 49;
@@ -67,31 +63,13 @@ const PRODUCER_FENCED: i16 = 90;
 const TRANSACTIONAL_ID_NOT_FOUND: i16 = 105;
 const TRANSACTION_ABORTABLE: i16 = 120;
 
-fn versions(key: ApiKey) -> RangeInclusive<i16> {
-    let spec = apis::lookup(key).unwrap_or_else(|| panic!("{key:?} not in SUPPORTED"));
-    spec.min..=spec.max
-}
-
 /// The highest advertised version of `key` that is at most `v`.
 fn capped(key: ApiKey, v: i16) -> i16 {
     v.min(*versions(key).end())
 }
 
-/// A broker with small internal topics (fewer logs to create).
-async fn broker() -> TestBroker {
-    TestBroker::start_with(|cfg| {
-        cfg.set("offsets.topic.num.partitions", "4")
-            .expect("offsets.topic.num.partitions");
-    })
-    .await
-}
-
 fn tid(s: &str) -> TransactionalId {
     TransactionalId(str_bytes(s))
-}
-
-fn gid(s: &str) -> GroupId {
-    GroupId(str_bytes(s))
 }
 
 /// The error a client older than PRODUCER_FENCED gets instead of it.
@@ -243,6 +221,12 @@ fn add_partitions_errors(
     } else {
         &resp.results_by_topic_v3_and_below
     };
+    sorted_topic_results(topics)
+}
+
+/// The partition errors of one transaction's AddPartitionsToTxn results,
+/// sorted.
+fn sorted_topic_results(topics: &[AddPartitionsToTxnTopicResult]) -> Vec<PartitionError> {
     let mut out: Vec<_> = topics
         .iter()
         .flat_map(|t| {
@@ -363,15 +347,7 @@ async fn txn_commit(
             &txn_commit_request(version, txn, group, p, offsets),
         )
         .await;
-    let mut out: Vec<_> = resp
-        .topics
-        .iter()
-        .flat_map(|t| {
-            t.partitions
-                .iter()
-                .map(|p| (t.name.to_string(), p.partition_index, p.error_code))
-        })
-        .collect();
+    let mut out: Vec<_> = partition_errors!(resp.topics);
     out.sort();
     out
 }
@@ -660,11 +636,39 @@ async fn describe_producers(
     t.partitions.remove(0)
 }
 
-/// The broker's own address as Metadata advertises it.
-async fn advertised(c: &mut Client) -> (i32, String, i32) {
-    let md = c.call(12, &metadata_request(12, Some(&[]), false)).await;
-    let b = &md.brokers[0];
-    (b.node_id.0, b.host.to_string(), b.port)
+/// After a transaction of `p` ended (`committed` or aborted): the same
+/// EndTxn again is NONE (a retry), the other one INVALID_TXN_STATE.
+async fn end_txn_retries(c: &mut Client, version: i16, txn: &str, p: Producer, committed: bool) {
+    let v = version;
+    let (done, other) = if committed {
+        ("commit", "abort")
+    } else {
+        ("abort", "commit")
+    };
+    assert_eq!(
+        end_txn(c, v, txn, p, committed).await,
+        NONE,
+        "EndTxn v{v}: {done} again"
+    );
+    assert_eq!(
+        end_txn(c, v, txn, p, !committed).await,
+        INVALID_TXN_STATE,
+        "EndTxn v{v}: {other} after {done}"
+    );
+}
+
+/// `s` is in `state` and belongs to `p` (its producer id and epoch).
+fn assert_described(
+    s: &describe_transactions_response::TransactionState,
+    state: &str,
+    p: Producer,
+) {
+    assert_eq!(s.transaction_state.as_str(), state, "transaction state");
+    assert_eq!(
+        (s.producer_id.0, s.producer_epoch),
+        (p.id, p.epoch),
+        "producer id and epoch"
+    );
 }
 
 /// A transaction with records on `topic`-`partition`: init (InitProducerId
@@ -722,9 +726,9 @@ async fn produce_in(
 /// the coordinator of a transactional id; v4+ for several ids at once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn find_coordinator_for_transactional_ids_every_version() {
-    let b = broker().await;
+    let b = TestBroker::start_small_offsets().await;
     let mut c = b.connect().await;
-    let (node, host, port) = advertised(&mut c).await;
+    let (node, host, port) = c.advertised().await;
     for v in versions(ApiKey::FindCoordinator) {
         if v == 0 {
             continue; // no key type: groups only
@@ -734,12 +738,7 @@ async fn find_coordinator_for_transactional_ids_every_version() {
                 .with_key(str_bytes(&format!("fc-txn-v{v}")))
                 .with_key_type(1);
             let resp = c.call(v, &req).await;
-            assert_eq!(resp.error_code, NONE, "v{v}: {:?}", resp.error_message);
-            assert_eq!(
-                (resp.node_id.0, resp.host.as_str(), resp.port),
-                (node, host.as_str(), port),
-                "v{v}"
-            );
+            assert_single_coordinator(&resp, (node, &host, port), v);
         } else {
             let keys = ["fc-txn-a", "fc-txn-b", "fc-txn-c"];
             let req = FindCoordinatorRequest::default()
@@ -770,7 +769,7 @@ async fn find_coordinator_for_transactional_ids_every_version() {
 /// transactional id is INVALID_REQUEST.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn init_producer_id_every_version() {
-    let b = broker().await;
+    let b = TestBroker::start_small_offsets().await;
     let mut c = b.connect().await;
     let mut ids = Vec::new();
     for v in versions(ApiKey::InitProducerId) {
@@ -852,7 +851,7 @@ async fn init_producer_id_every_version() {
 /// and negative timeouts (`validateTransactionTimeoutMs`: 0 < t <= max).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn transaction_timeout_both_sides_of_the_maximum() {
-    let b = broker().await;
+    let b = TestBroker::start_small_offsets().await;
     let mut c = b.connect().await;
     for v in versions(ApiKey::InitProducerId) {
         let txn = format!("timeout-v{v}");
@@ -913,10 +912,8 @@ async fn transaction_max_timeout_is_configurable() {
 /// INVALID_TXN_STATE.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn committed_transaction_every_version() {
-    let b = broker().await;
-    let mut c = b.connect().await;
     let topic = "txn-commit";
-    c.create_topic(topic, 2).await;
+    let (_b, mut c) = TestBroker::start_small_offsets_with_topic(topic, 2).await;
     for v in versions(ApiKey::AddPartitionsToTxn) {
         let txn = format!("commit-v{v}");
         let group = format!("commit-g-v{v}");
@@ -1080,16 +1077,7 @@ async fn committed_transaction_every_version() {
         assert_eq!(st.current_txn_start_offset, -1, "v{v}: no open transaction");
 
         // --- retries
-        assert_eq!(
-            end_txn(&mut c, ev, &txn, p, true).await,
-            NONE,
-            "EndTxn v{ev}: commit again"
-        );
-        assert_eq!(
-            end_txn(&mut c, ev, &txn, p, false).await,
-            INVALID_TXN_STATE,
-            "EndTxn v{ev}: abort after commit"
-        );
+        end_txn_retries(&mut c, ev, &txn, p, true).await;
     }
 }
 
@@ -1102,10 +1090,8 @@ async fn committed_transaction_every_version() {
 /// a repeated abort is NONE, a commit is INVALID_TXN_STATE.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn aborted_transaction_every_version() {
-    let b = broker().await;
-    let mut c = b.connect().await;
     let topic = "txn-abort";
-    c.create_topic(topic, 1).await;
+    let (_b, mut c) = TestBroker::start_small_offsets_with_topic(topic, 1).await;
     for v in versions(ApiKey::EndTxn) {
         let txn = format!("abort-v{v}");
         let group = format!("abort-g-v{v}");
@@ -1161,16 +1147,7 @@ async fn aborted_transaction_every_version() {
             (-1, NONE),
             "v{v}: offsets of an aborted transaction are dropped"
         );
-        assert_eq!(
-            end_txn(&mut c, v, &txn, p, false).await,
-            NONE,
-            "EndTxn v{v}: abort again"
-        );
-        assert_eq!(
-            end_txn(&mut c, v, &txn, p, true).await,
-            INVALID_TXN_STATE,
-            "EndTxn v{v}: commit after abort"
-        );
+        end_txn_retries(&mut c, v, &txn, p, false).await;
 
         // The same producer runs the next transaction; only it is visible.
         let seq = 2;
@@ -1196,10 +1173,8 @@ async fn aborted_transaction_every_version() {
 /// so is a transactional id that was never initialised.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_producer_id_is_invalid_producer_id_mapping() {
-    let b = broker().await;
-    let mut c = b.connect().await;
     let topic = "txn-mapping";
-    c.create_topic(topic, 1).await;
+    let (_b, mut c) = TestBroker::start_small_offsets_with_topic(topic, 1).await;
     let p = init(&mut c, 4, "mapping").await;
     let wrong = Producer {
         id: p.id + 1_000_000,
@@ -1239,9 +1214,7 @@ async fn wrong_producer_id_is_invalid_producer_id_mapping() {
         }
     }
     // None of that touched the real producer's transaction.
-    let s = describe_txn(&mut c, "mapping").await;
-    assert_eq!(s.transaction_state.as_str(), "Empty");
-    assert_eq!((s.producer_id.0, s.producer_epoch), (p.id, p.epoch));
+    assert_described(&describe_txn(&mut c, "mapping").await, "Empty", p);
 }
 
 /// After a new InitProducerId the old epoch is fenced: PRODUCER_FENCED from
@@ -1251,10 +1224,8 @@ async fn wrong_producer_id_is_invalid_producer_id_mapping() {
 /// reports as INVALID_PRODUCER_EPOCH at every version.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn old_epoch_is_fenced() {
-    let b = broker().await;
-    let mut c = b.connect().await;
     let topic = "txn-fenced";
-    c.create_topic(topic, 1).await;
+    let (_b, mut c) = TestBroker::start_small_offsets_with_topic(topic, 1).await;
     let old = init(&mut c, 4, "fenced").await;
     let new = init(&mut c, 4, "fenced").await;
     assert_eq!((new.id, new.epoch), (old.id, old.epoch + 1));
@@ -1320,16 +1291,14 @@ async fn old_epoch_is_fenced() {
             "InitProducerId v{v} with the old epoch"
         );
     }
-    let s = describe_txn(&mut c, "fenced").await;
-    assert_eq!(s.transaction_state.as_str(), "CompleteCommit");
-    assert_eq!((s.producer_id.0, s.producer_epoch), (new.id, new.epoch));
+    assert_described(&describe_txn(&mut c, "fenced").await, "CompleteCommit", new);
 }
 
 /// EndTxn with no transaction begun (Empty) is INVALID_TXN_STATE at every
 /// version, commit or abort.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn end_txn_without_a_transaction_is_invalid_txn_state() {
-    let b = broker().await;
+    let b = TestBroker::start_small_offsets().await;
     let mut c = b.connect().await;
     for v in versions(ApiKey::EndTxn) {
         let txn = format!("empty-v{v}");
@@ -1352,10 +1321,8 @@ async fn end_txn_without_a_transaction_is_invalid_txn_state() {
 /// The old transaction's records are aborted and the old producer is fenced.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn init_during_open_transaction_aborts_it() {
-    let b = broker().await;
-    let mut c = b.connect().await;
     let topic = "txn-reinit";
-    c.create_topic(topic, 1).await;
+    let (_b, mut c) = TestBroker::start_small_offsets_with_topic(topic, 1).await;
     for v in versions(ApiKey::InitProducerId) {
         let txn = format!("reinit-v{v}");
         let start = c.latest_offset(topic, 0).await;
@@ -1406,10 +1373,8 @@ async fn init_during_open_transaction_aborts_it() {
 /// when they arrive, the answers must be one of these.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_right_after_end_txn_are_concurrent_or_fine() {
-    let b = broker().await;
-    let mut c = b.connect().await;
     let topic = "txn-concurrent";
-    c.create_topic(topic, 1).await;
+    let (_b, mut c) = TestBroker::start_small_offsets_with_topic(topic, 1).await;
     let topics: TopicParts = &[(topic, &[0])];
     for round in 0..10 {
         let txn = format!("concurrent-{round}");
@@ -1443,10 +1408,8 @@ async fn requests_right_after_end_txn_are_concurrent_or_fine() {
 /// OPERATION_NOT_ATTEMPTED for the rest of the request (Kafka adds nothing).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn add_partitions_with_unknown_topic() {
-    let b = broker().await;
-    let mut c = b.connect().await;
     let topic = "txn-known";
-    c.create_topic(topic, 1).await;
+    let (_b, mut c) = TestBroker::start_small_offsets_with_topic(topic, 1).await;
     for v in versions(ApiKey::AddPartitionsToTxn) {
         let txn = format!("unknown-v{v}");
         let p = init(&mut c, 4, &txn).await;
@@ -1480,10 +1443,8 @@ async fn add_partitions_with_unknown_topic() {
 /// (`handleVerifyPartitionsInTransaction`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn add_partitions_batched_and_verify_only() {
-    let b = broker().await;
-    let mut c = b.connect().await;
     let topic = "txn-batched";
-    c.create_topic(topic, 3).await;
+    let (_b, mut c) = TestBroker::start_small_offsets_with_topic(topic, 3).await;
     for v in 4..=*versions(ApiKey::AddPartitionsToTxn).end() {
         let a = format!("batch-a-v{v}");
         let bb = format!("batch-b-v{v}");
@@ -1504,21 +1465,10 @@ async fn add_partitions_batched_and_verify_only() {
             .results_by_transaction
             .iter()
             .map(|r| {
-                let mut e: Vec<_> = r
-                    .topic_results
-                    .iter()
-                    .flat_map(|t| {
-                        t.results_by_partition.iter().map(|p| {
-                            (
-                                t.name.to_string(),
-                                p.partition_index,
-                                p.partition_error_code,
-                            )
-                        })
-                    })
-                    .collect();
-                e.sort();
-                (r.transactional_id.to_string(), e)
+                (
+                    r.transactional_id.to_string(),
+                    sorted_topic_results(&r.topic_results),
+                )
             })
             .collect();
         let find = |id: &str| {
@@ -1591,7 +1541,7 @@ async fn add_partitions_batched_and_verify_only() {
 /// and either verification error is accepted there.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn produce_to_partition_not_in_transaction() {
-    let b = broker().await;
+    let b = TestBroker::start_small_offsets().await;
     let mut c = b.connect().await;
     let topic = "txn-verify";
     let topic_id = c.create_topic(topic, 2).await;
@@ -1635,10 +1585,8 @@ async fn produce_to_partition_not_in_transaction() {
 /// (`txnOffsetCommitRequestVersionToTransactionSupportedOperation`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn txn_offset_commit_without_add_offsets() {
-    let b = broker().await;
-    let mut c = b.connect().await;
     let topic = "txn-nooffsets";
-    c.create_topic(topic, 1).await;
+    let (_b, mut c) = TestBroker::start_small_offsets_with_topic(topic, 1).await;
     for v in versions(ApiKey::TxnOffsetCommit) {
         let txn = format!("nooffsets-v{v}");
         let group = format!("nooffsets-g-v{v}");
@@ -1670,10 +1618,8 @@ async fn txn_offset_commit_without_add_offsets() {
 /// unknown id is TRANSACTIONAL_ID_NOT_FOUND, an empty one INVALID_REQUEST.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn describe_transactions_v0() {
-    let b = broker().await;
-    let mut c = b.connect().await;
     let topic = "txn-describe";
-    c.create_topic(topic, 1).await;
+    let (_b, mut c) = TestBroker::start_small_offsets_with_topic(topic, 1).await;
     let (p, _) = begin_with_records(&mut c, "described", topic, 0, &["d"]).await;
     let resp = c
         .call(0, &describe_txn_request(&["described", "no-such-txn", ""]))
@@ -1692,8 +1638,7 @@ async fn describe_transactions_v0() {
         ]
     );
     let s = &resp.transaction_states[0];
-    assert_eq!(s.transaction_state.as_str(), "Ongoing");
-    assert_eq!((s.producer_id.0, s.producer_epoch), (p.id, p.epoch));
+    assert_described(s, "Ongoing", p);
     assert_eq!(described_partitions(s), [(topic.to_owned(), 0)]);
     assert_eq!(end_txn(&mut c, 3, "described", p, true).await, NONE);
 }
@@ -1703,10 +1648,8 @@ async fn describe_transactions_v0() {
 /// open longer than it).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn list_transactions_every_version() {
-    let b = broker().await;
-    let mut c = b.connect().await;
     let topic = "txn-list";
-    c.create_topic(topic, 1).await;
+    let (_b, mut c) = TestBroker::start_small_offsets_with_topic(topic, 1).await;
     let (open, _) = begin_with_records(&mut c, "list-open", topic, 0, &["o"]).await;
     let done = init(&mut c, 4, "list-done").await;
     let _ = produce_in(&mut c, "list-done", done, 0, topic, 0, &["d"]).await;
@@ -1753,10 +1696,8 @@ async fn list_transactions_every_version() {
 /// UNKNOWN_TOPIC_OR_PARTITION for a topic or partition that does not exist.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn describe_producers_v0() {
-    let b = broker().await;
-    let mut c = b.connect().await;
     let topic = "txn-producers";
-    c.create_topic(topic, 1).await;
+    let (_b, mut c) = TestBroker::start_small_offsets_with_topic(topic, 1).await;
     let idem = c
         .call(4, &init_request(4, None, TXN_TIMEOUT_MS, None))
         .await;
@@ -1805,15 +1746,7 @@ async fn describe_producers_v0() {
             ]),
         )
         .await;
-    let errors: Vec<_> = resp
-        .topics
-        .iter()
-        .flat_map(|t| {
-            t.partitions
-                .iter()
-                .map(|p| (t.name.to_string(), p.partition_index, p.error_code))
-        })
-        .collect();
+    let errors: Vec<_> = partition_errors!(resp.topics);
     assert_eq!(
         errors,
         [
@@ -1833,10 +1766,8 @@ async fn describe_producers_v0() {
 /// UNKNOWN_TOPIC_OR_PARTITION.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn write_txn_markers_v1() {
-    let b = broker().await;
-    let mut c = b.connect().await;
     let topic = "txn-markers";
-    c.create_topic(topic, 1).await;
+    let (_b, mut c) = TestBroker::start_small_offsets_with_topic(topic, 1).await;
     assert!(versions(ApiKey::WriteTxnMarkers).contains(&1));
     // A transaction the coordinator knows nothing about: an idempotent
     // producer id writing a transactional batch is not possible through
@@ -1863,15 +1794,7 @@ async fn write_txn_markers_v1() {
     let resp = c.call(1, &req).await;
     assert_eq!(resp.markers.len(), 1);
     assert_eq!(resp.markers[0].producer_id.0, pid);
-    let mut errors: Vec<_> = resp.markers[0]
-        .topics
-        .iter()
-        .flat_map(|t| {
-            t.partitions
-                .iter()
-                .map(|p| (t.name.to_string(), p.partition_index, p.error_code))
-        })
-        .collect();
+    let mut errors: Vec<_> = partition_errors!(resp.markers[0].topics);
     errors.sort();
     assert_eq!(
         errors,
@@ -1930,8 +1853,7 @@ async fn transactions_survive_a_restart() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     assert_eq!(s.error_code, NONE, "{TXN_TOPIC} reloaded");
-    assert_eq!(s.transaction_state.as_str(), "Ongoing");
-    assert_eq!((s.producer_id.0, s.producer_epoch), (open.id, open.epoch));
+    assert_described(&s, "Ongoing", open);
     assert_eq!(described_partitions(&s), [(topic.to_owned(), 0)]);
     let (recs, _, _, lso) = fetch_to_end(&mut c, topic, 0, 0, 1).await;
     assert_eq!(lso, base, "LSO still at the open transaction");

@@ -189,6 +189,13 @@ pub fn flush_all_ok(producer: &RecordingProducer, expected: usize) -> Vec<Delive
 /// An assign-only consumer (group id set, no auto commit: no coordinator
 /// needed and a fast close) that verifies every batch's CRC.
 pub fn consumer(bootstrap: &str, settings: &[(&str, &str)]) -> BaseConsumer {
+    consumer_config(bootstrap, settings)
+        .create()
+        .expect("consumer")
+}
+
+/// The settings of [`consumer`], for a consumer with a context of its own.
+pub fn consumer_config(bootstrap: &str, settings: &[(&str, &str)]) -> ClientConfig {
     let mut cfg = ClientConfig::new();
     cfg.set("bootstrap.servers", bootstrap)
         .set("group.id", "runnel-tests")
@@ -197,7 +204,7 @@ pub fn consumer(bootstrap: &str, settings: &[(&str, &str)]) -> BaseConsumer {
     for (k, v) in settings {
         cfg.set(*k, *v);
     }
-    cfg.create().expect("consumer")
+    cfg
 }
 
 /// Assigns `partitions` of `topic` from `start` and polls until `count`
@@ -230,6 +237,117 @@ pub fn consume<C: ConsumerContext>(
         }
     }
     got
+}
+
+/// Keeps the watchdog thread waiting; dropping it (at the end of the test)
+/// disarms the watchdog.
+pub struct Watchdog(#[allow(dead_code)] std::sync::mpsc::Sender<()>);
+
+/// Aborts the test process if the test is still running after `limit` (a
+/// hung client call or consumer close would otherwise hang the run).
+/// Declare it first in a test so that it is dropped last.
+pub fn watchdog(name: &'static str, limit: Duration) -> Watchdog {
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    std::thread::spawn(move || {
+        if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = rx.recv_timeout(limit) {
+            // Straight to the stderr handle: the test's captured output
+            // would be lost with the abort.
+            let _ = writeln!(
+                std::io::stderr(),
+                "watchdog: {name} still running after {limit:?} \
+                 (a client call or a consumer close hung); aborting"
+            );
+            std::process::abort();
+        }
+    });
+    Watchdog(tx)
+}
+
+/// Polls `check` every 50 ms until it returns `Some`, for at most `limit`;
+/// then panics with `what()`.
+pub fn wait_for<T>(
+    limit: Duration,
+    what: impl Fn() -> String,
+    mut check: impl FnMut() -> Option<T>,
+) -> T {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(v) = check() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "after {limit:?}: {}", what());
+        // Poll interval of a bounded wait, not synchronisation.
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Group consumer settings ([`consumer_config`] in `group`): no auto
+/// commit, CRC checks, earliest reset (a record
+/// produced right after an assignment is never skipped), fast heartbeats so
+/// members learn of a rebalance quickly; `extra` adds or overrides settings.
+pub fn member_config(
+    bootstrap: &str,
+    group: &str,
+    client_id: &str,
+    extra: &[(&str, &str)],
+) -> ClientConfig {
+    let mut cfg = consumer_config(
+        bootstrap,
+        &[
+            ("group.id", group),
+            ("client.id", client_id),
+            ("auto.offset.reset", "earliest"),
+            ("session.timeout.ms", "10000"),
+            ("heartbeat.interval.ms", "500"),
+            ("max.poll.interval.ms", "30000"),
+        ],
+    );
+    for (k, v) in extra {
+        cfg.set(*k, *v);
+    }
+    cfg
+}
+
+/// Closes a group consumer (revoke, commit if configured, LeaveGroup) for at
+/// most `limit`. On timeout the consumer is leaked: its `Drop` would wait
+/// for the close without a bound. Drop every `TopicPartitionList` the
+/// consumer returned (committed(), assignment()) before: they hold
+/// references that librdkafka's destroy waits for, forever.
+pub fn close_bounded<C: ConsumerContext>(
+    consumer: BaseConsumer<C>,
+    limit: Duration,
+) -> Result<(), String> {
+    consumer
+        .close_queue()
+        .map_err(|e| format!("close_queue: {e}"))?;
+    let deadline = Instant::now() + limit;
+    while !consumer.closed() {
+        if Instant::now() >= deadline {
+            std::mem::forget(consumer);
+            return Err(format!(
+                "consumer did not close within {limit:?} (LeaveGroup or a commit not answered?)"
+            ));
+        }
+        let _ = consumer.poll(Duration::from_millis(100));
+    }
+    // Fetched records still queued hold references to librdkafka's broker
+    // handles, and its destroy (on drop) waits for those: serve them first.
+    while consumer.poll(Duration::ZERO).is_some() {
+        if Instant::now() >= deadline {
+            std::mem::forget(consumer);
+            return Err(format!("consumer queue not drained within {limit:?}"));
+        }
+    }
+    Ok(())
+}
+
+/// `partitions` of `topic`, without offsets.
+pub fn partitions_tpl(topic: &str, partitions: &[i32]) -> TopicPartitionList {
+    let mut tpl = TopicPartitionList::new();
+    for &p in partitions {
+        tpl.add_partition(topic, p);
+    }
+    tpl
 }
 
 pub fn admin(bootstrap: &str) -> AdminClient<DefaultClientContext> {
