@@ -112,6 +112,14 @@ impl Isolation {
     }
 }
 
+/// What [`PartitionLog::write_batch`] wrote.
+struct Written {
+    base_offset: i64,
+    log_append_time: i64,
+    stored: BatchHeader,
+    rolled: bool,
+}
+
 pub struct ReadResult {
     pub records: Bytes,
     pub high_watermark: i64,
@@ -523,26 +531,12 @@ impl PartitionLog {
             }
         }
 
-        let base_offset = state.log_end();
-        let mut head = [0u8; HEADER_LEN];
-        head.copy_from_slice(&records[..HEADER_LEN]);
-        let rest = &records[HEADER_LEN..];
-        batch::set_base_offset(&mut head, base_offset);
-        batch::set_partition_leader_epoch(&mut head, state.leader_epoch);
-        let log_append_time = if state.config.message_timestamp_type == TimestampType::LogAppendTime
-        {
-            set_log_append_time(&mut head, rest, now_ms);
-            now_ms
-        } else {
-            -1
-        };
-        let stored = BatchHeader::parse(&head)?;
-
-        let rolled = self.maybe_roll(&mut state, &stored, records.len() as u64, now_ms)?;
-        let index_interval = state.config.index_interval_bytes.max(1) as u64;
-        state
-            .active()
-            .append(&head, rest, &stored, index_interval)?;
+        let Written {
+            base_offset,
+            log_append_time,
+            stored,
+            rolled,
+        } = self.write_batch(&mut state, records, now_ms)?;
 
         {
             let st = &mut *state;
@@ -590,26 +584,13 @@ impl PartitionLog {
             .producers
             .check_marker(pid, marker.producer_epoch, marker.coordinator_epoch)?;
         let log_start_offset = state.log_start_offset;
-        let base_offset = state.log_end();
         let bytes = control::encode_marker(marker, now_ms);
-        let mut head = [0u8; HEADER_LEN];
-        head.copy_from_slice(&bytes[..HEADER_LEN]);
-        let rest = &bytes[HEADER_LEN..];
-        batch::set_base_offset(&mut head, base_offset);
-        batch::set_partition_leader_epoch(&mut head, state.leader_epoch);
-        let log_append_time = if state.config.message_timestamp_type == TimestampType::LogAppendTime
-        {
-            set_log_append_time(&mut head, rest, now_ms);
-            now_ms
-        } else {
-            -1
-        };
-        let stored = BatchHeader::parse(&head)?;
-        let rolled = self.maybe_roll(&mut state, &stored, bytes.len() as u64, now_ms)?;
-        let index_interval = state.config.index_interval_bytes.max(1) as u64;
-        state
-            .active()
-            .append(&head, rest, &stored, index_interval)?;
+        let Written {
+            base_offset,
+            log_append_time,
+            stored,
+            rolled,
+        } = self.write_batch(&mut state, &bytes, now_ms)?;
 
         // The abort goes to the index before the state commits: if the index
         // write fails the marker is cut off again and nothing happened.
@@ -628,6 +609,7 @@ impl PartitionLog {
                     last_stable_offset: state.txns.completion_lso(&completed),
                 };
                 if let Err(e) = state.active().append_aborted(entry) {
+                    let index_interval = state.config.index_interval_bytes.max(1) as u64;
                     if let Err(undo) = state
                         .active()
                         .truncate_to_offset(base_offset, index_interval)
@@ -708,6 +690,43 @@ impl PartitionLog {
             .iter()
             .map(|s| (s.base_offset, s.aborted_txns().to_vec()))
             .collect()
+    }
+
+    /// Writes one batch at the log end: base offset and partition leader
+    /// epoch patched into a header copy (LogAppendTime set when the topic
+    /// wants it), the segment rolled if due, the batch appended and indexed.
+    /// Producer state and the log end mirror are the caller's.
+    fn write_batch(
+        &self,
+        state: &mut LogState,
+        records: &[u8],
+        now_ms: i64,
+    ) -> Result<Written, LogError> {
+        let base_offset = state.log_end();
+        let mut head = [0u8; HEADER_LEN];
+        head.copy_from_slice(&records[..HEADER_LEN]);
+        let rest = &records[HEADER_LEN..];
+        batch::set_base_offset(&mut head, base_offset);
+        batch::set_partition_leader_epoch(&mut head, state.leader_epoch);
+        let log_append_time = if state.config.message_timestamp_type == TimestampType::LogAppendTime
+        {
+            set_log_append_time(&mut head, rest, now_ms);
+            now_ms
+        } else {
+            -1
+        };
+        let stored = BatchHeader::parse(&head)?;
+        let rolled = self.maybe_roll(state, &stored, records.len() as u64, now_ms)?;
+        let index_interval = state.config.index_interval_bytes.max(1) as u64;
+        state
+            .active()
+            .append(&head, rest, &stored, index_interval)?;
+        Ok(Written {
+            base_offset,
+            log_append_time,
+            stored,
+            rolled,
+        })
     }
 
     fn maybe_roll(
