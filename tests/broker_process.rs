@@ -6,18 +6,32 @@ use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// A port free now and not handed to another test of this binary (they run
+/// in parallel: two brokers told the same port would serve each other's
+/// clients).
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut given = GIVEN.lock().unwrap();
+        if !given.contains(&port) {
+            given.push(port);
+            return port;
+        }
+    }
 }
 
+/// Waits until the broker answers an ApiVersions on `port`: a bare connect
+/// can also succeed on a socket that connected to itself (the probe's own
+/// ephemeral port equal to `port`) before the broker listens.
 fn wait_for_port(port: u16, child: &mut Child) {
     let deadline = Instant::now() + Duration::from_secs(20);
     while Instant::now() < deadline {
-        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+        if served(port) {
             return;
         }
         if let Some(status) = child.try_wait().unwrap() {
@@ -26,6 +40,25 @@ fn wait_for_port(port: u16, child: &mut Child) {
         std::thread::sleep(Duration::from_millis(20));
     }
     panic!("broker did not listen on {port}");
+}
+
+/// One ApiVersions v0 exchange that tells a broker's answer from anything
+/// else, without panicking.
+fn served(port: u16) -> bool {
+    let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let body = [0u8, 18, 0, 0, 0, 0, 0, 9, 0xff, 0xff];
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+    let mut len = [0u8; 4];
+    let answered = stream.write_all(&(body.len() as i32).to_be_bytes()).is_ok()
+        && stream.write_all(&body).is_ok()
+        && stream.read_exact(&mut len).is_ok();
+    let mut corr = [0u8; 4];
+    answered
+        && i32::from_be_bytes(len) > 4
+        && stream.read_exact(&mut corr).is_ok()
+        && corr == [0, 0, 0, 9]
 }
 
 fn wait_exit(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
