@@ -542,23 +542,12 @@ impl PartitionLog {
             let st = &mut *state;
             apply_data_batch(&mut st.producers, &mut st.txns, &stored);
         }
-        state.unflushed_messages += stored.records_count as i64;
-        let needs_flush = state.unflushed_messages >= state.config.flush_messages
-            || now_ms.saturating_sub(state.last_flush_ms) >= state.config.flush_ms;
-        self.log_end
-            .store(stored.last_offset() + 1, Ordering::Release);
-        self.lso
-            .store(state.last_stable_offset(), Ordering::Release);
-        drop(state);
-        self.appended.notify_waiters();
-        Ok(Appended {
-            base_offset,
-            log_append_time,
-            log_start_offset,
-            needs_flush,
-            duplicate: false,
-            rolled,
-        })
+        Ok(self.publish(
+            state,
+            &stored,
+            (base_offset, log_append_time, rolled),
+            now_ms,
+        ))
     }
 
     /// Appends a COMMIT/ABORT control batch for `marker` (written by the
@@ -583,7 +572,6 @@ impl PartitionLog {
         state
             .producers
             .check_marker(pid, marker.producer_epoch, marker.coordinator_epoch)?;
-        let log_start_offset = state.log_start_offset;
         let bytes = control::encode_marker(marker, now_ms);
         let Written {
             base_offset,
@@ -627,22 +615,12 @@ impl PartitionLog {
             st.markers_appended += 1;
             st.last_marker.insert(pid, st.markers_appended);
         }
-        state.unflushed_messages += 1;
-        let needs_flush = state.unflushed_messages >= state.config.flush_messages
-            || now_ms.saturating_sub(state.last_flush_ms) >= state.config.flush_ms;
-        self.log_end.store(base_offset + 1, Ordering::Release);
-        self.lso
-            .store(state.last_stable_offset(), Ordering::Release);
-        drop(state);
-        self.appended.notify_waiters();
-        Ok(Appended {
-            base_offset,
-            log_append_time,
-            log_start_offset,
-            needs_flush,
-            duplicate: false,
-            rolled,
-        })
+        Ok(self.publish(
+            state,
+            &stored,
+            (base_offset, log_append_time, rolled),
+            now_ms,
+        ))
     }
 
     /// The last stable offset: the first offset of the oldest open
@@ -690,6 +668,36 @@ impl PartitionLog {
             .iter()
             .map(|s| (s.base_offset, s.aborted_txns().to_vec()))
             .collect()
+    }
+
+    /// The end of an append (data or marker): counts the batch towards the
+    /// flush policy, publishes the new log end and LSO, releases the lock
+    /// and wakes waiting fetches.
+    fn publish(
+        &self,
+        mut state: parking_lot::MutexGuard<'_, LogState>,
+        stored: &BatchHeader,
+        (base_offset, log_append_time, rolled): (i64, i64, bool),
+        now_ms: i64,
+    ) -> Appended {
+        state.unflushed_messages += stored.records_count as i64;
+        let needs_flush = state.unflushed_messages >= state.config.flush_messages
+            || now_ms.saturating_sub(state.last_flush_ms) >= state.config.flush_ms;
+        self.log_end
+            .store(stored.last_offset() + 1, Ordering::Release);
+        self.lso
+            .store(state.last_stable_offset(), Ordering::Release);
+        let log_start_offset = state.log_start_offset;
+        drop(state);
+        self.appended.notify_waiters();
+        Appended {
+            base_offset,
+            log_append_time,
+            log_start_offset,
+            needs_flush,
+            duplicate: false,
+            rolled,
+        }
     }
 
     /// Writes one batch at the log end: base offset and partition leader
