@@ -76,6 +76,28 @@ pub struct TopicConfig {
     pub cleanup_policy: String,
     pub flush_messages: i64,
     pub flush_ms: i64,
+    /// KIP-937: how far a CreateTime timestamp may lie before / after the
+    /// broker's clock (ms); a record outside is INVALID_TIMESTAMP.
+    pub message_timestamp_before_max_ms: i64,
+    pub message_timestamp_after_max_ms: i64,
+    /// Compaction (used when `cleanup_policy` contains "compact").
+    pub min_compaction_lag_ms: i64,
+    pub max_compaction_lag_ms: i64,
+    pub delete_retention_ms: i64,
+    pub min_cleanable_dirty_ratio: f64,
+    /// "producer" (keep the producer's codec) or a codec the log
+    /// recompresses batches to on append: uncompressed, gzip, snappy, lz4, zstd.
+    pub compression_type: String,
+}
+
+impl TopicConfig {
+    pub fn compacted(&self) -> bool {
+        self.cleanup_policy.split(',').any(|p| p.trim() == "compact")
+    }
+
+    pub fn deletes(&self) -> bool {
+        self.cleanup_policy.split(',').any(|p| p.trim() == "delete")
+    }
 }
 
 impl TopicConfig {
@@ -105,7 +127,7 @@ impl TopicConfig {
     }
 
     /// Starting point that `derive_topic_defaults` overwrites field by field.
-    fn blank() -> TopicConfig {
+    pub(crate) fn blank() -> TopicConfig {
         TopicConfig {
             segment_bytes: 0,
             segment_ms: 0,
@@ -117,6 +139,13 @@ impl TopicConfig {
             cleanup_policy: String::new(),
             flush_messages: 0,
             flush_ms: 0,
+            message_timestamp_before_max_ms: i64::MAX,
+            message_timestamp_after_max_ms: 3_600_000,
+            min_compaction_lag_ms: 0,
+            max_compaction_lag_ms: i64::MAX,
+            delete_retention_ms: 86_400_000,
+            min_cleanable_dirty_ratio: 0.5,
+            compression_type: "producer".to_owned(),
         }
     }
 }

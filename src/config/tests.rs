@@ -100,6 +100,7 @@ fn defaults_with_no_sources() {
             cleanup_policy: "delete".into(),
             flush_messages: i64::MAX,
             flush_ms: i64::MAX,
+            ..TopicConfig::blank()
         }
     );
 }
@@ -672,6 +673,7 @@ fn resolve_topic_overrides() {
             cleanup_policy: "compact,delete".into(),
             flush_messages: 1,
             flush_ms: 0,
+            ..TopicConfig::blank()
         }
     );
     assert_eq!(
