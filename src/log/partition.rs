@@ -1157,6 +1157,12 @@ impl PartitionLog {
         self.state.lock().segments.len()
     }
 
+    /// Bytes of record data on disk (segment files only, as Kafka's
+    /// `Log.size` and DescribeLogDirs count them).
+    pub fn size_bytes(&self) -> u64 {
+        self.state.lock().segments.iter().map(|s| s.size).sum()
+    }
+
     pub fn segment_bases(&self) -> Vec<i64> {
         self.state
             .lock()
