@@ -23,13 +23,26 @@ pub struct Broker {
     /// Where clients are told to connect (advertised listener, port resolved
     /// after binding so `:0` works in tests).
     pub advertised: Endpoint,
+    /// Index for index with `config.listeners`: what a client that came in
+    /// through that listener is told (Metadata, FindCoordinator), as Kafka
+    /// answers with the endpoint of the listener the request arrived on.
+    pub advertised_by_listener: Vec<Endpoint>,
     pub groups: GroupCoordinator,
     pub txns: TxnCoordinator,
+    /// Counters for the `/metrics` endpoint.
+    pub metrics: crate::metrics::Metrics,
 }
 
 impl Broker {
     pub fn node_id(&self) -> i32 {
         self.config.node_id
+    }
+
+    /// The advertised endpoint of listener `index` (the first one if out of range).
+    pub fn advertised_for(&self, index: usize) -> &Endpoint {
+        self.advertised_by_listener
+            .get(index)
+            .unwrap_or(&self.advertised)
     }
 
     /// Creates a topic: validated, partition directories made, then the
@@ -76,11 +89,22 @@ pub struct BrokerHandle {
     shutdown_tx: watch::Sender<bool>,
     accept_tasks: Vec<JoinHandle<()>>,
     background: Vec<JoinHandle<()>>,
+    metrics_addr: Option<SocketAddr>,
 }
 
 impl BrokerHandle {
+    /// Where `/metrics` and `/health` are served, if enabled.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
+    }
+
     pub fn local_addr(&self) -> SocketAddr {
         self.addrs[0]
+    }
+
+    /// Every bound listener's address, in `config.listeners` order.
+    pub fn local_addrs(&self) -> &[SocketAddr] {
+        &self.addrs
     }
 
     /// `host:port` of the advertised listener, for `bootstrap.servers`.
@@ -124,40 +148,54 @@ pub async fn start(config: BrokerConfig) -> anyhow::Result<BrokerHandle> {
     let mut listeners = Vec::new();
     let mut addrs = Vec::new();
     for ep in &config.listeners {
-        let host = if ep.host.is_empty() {
-            "0.0.0.0"
-        } else {
-            ep.host.as_str()
-        };
-        let listener = TcpListener::bind((host, ep.port)).await.with_context(|| {
-            format!(
-                "binding listener {}://{}:{}",
-                ep.listener_name, ep.host, ep.port
-            )
-        })?;
+        let addr = crate::config::bind_addr(ep)
+            .await
+            .with_context(|| format!("resolving listener {ep}"))?;
+        let listener = TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("binding listener {ep} ({addr})"))?;
         addrs.push(listener.local_addr()?);
         listeners.push(listener);
     }
     anyhow::ensure!(!listeners.is_empty(), "no listeners configured");
-    let mut advertised = config
-        .advertised_listeners
-        .first()
-        .cloned()
-        .unwrap_or_else(|| config.listeners[0].clone());
-    if advertised.port == 0 {
-        advertised.port = addrs[0].port();
-    }
-    if advertised.host.is_empty() || advertised.host == "0.0.0.0" {
-        advertised.host = "localhost".to_string();
-    }
+    // Bound before the logs are opened: `/health` answers "starting" during
+    // recovery.
+    let metrics_server = crate::metrics::MetricsServer::bind(&config)
+        .await
+        .map_err(|e| anyhow::anyhow!(e))?;
+    let metrics_addr = metrics_server.as_ref().map(|s| s.addr);
+    crate::config::log_skipped_listeners(&config);
+    let advertised_by_listener: Vec<Endpoint> = config
+        .listeners
+        .iter()
+        .enumerate()
+        .map(|(i, bound)| {
+            let mut ep = config
+                .advertised_listeners
+                .get(i)
+                .cloned()
+                .unwrap_or_else(|| bound.clone());
+            if ep.port == 0 {
+                ep.port = addrs[i].port();
+            }
+            if ep.host.is_empty() || ep.host == "0.0.0.0" {
+                ep.host = "localhost".to_string();
+            }
+            ep
+        })
+        .collect();
+    let advertised = advertised_by_listener[0].clone();
 
     let dir = config.log_dir.clone();
     let defaults = config.topic_defaults.clone();
     let node_id = config.node_id;
     let cluster_override = config.cluster_id_override.clone();
+    let static_config = config.clone();
     let (metadata, logs) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
         let metadata = MetadataStore::open(&dir, node_id, cluster_override.as_deref(), defaults)
             .with_context(|| format!("opening metadata in {}", dir.display()))?;
+        // Dynamic broker configs from the metadata log layer over the static ones.
+        metadata.use_broker_config(&static_config);
         let logs = LogManager::open(&dir, &metadata.image())
             .with_context(|| format!("opening logs in {}", dir.display()))?;
         Ok((metadata, logs))
@@ -175,13 +213,16 @@ pub async fn start(config: BrokerConfig) -> anyhow::Result<BrokerHandle> {
         Arc::new(SystemClock),
         shutdown_rx.clone(),
     );
+    let metrics = crate::metrics::Metrics::new(&config);
     let broker = Arc::new(Broker {
         config,
         metadata,
         logs: Arc::new(logs),
         advertised,
+        advertised_by_listener,
         groups,
         txns,
+        metrics,
     });
     if let Err(code) = broker.groups.start_if_present(&broker).await {
         anyhow::bail!("starting the group coordinator failed (error {code})");
@@ -189,23 +230,36 @@ pub async fn start(config: BrokerConfig) -> anyhow::Result<BrokerHandle> {
     if let Err(code) = broker.txns.start_if_present(&broker).await {
         anyhow::bail!("starting the transaction coordinator failed (error {code})");
     }
-    let background = broker.logs.start_background(
+    broker
+        .logs
+        .set_cleaner_config(broker.config.log_cleaner.clone());
+    let mut background = broker.logs.start_background(
         broker.config.log_retention_check_interval_ms,
         shutdown_rx.clone(),
     );
     let accept_tasks = listeners
         .into_iter()
-        .map(|l| {
+        .enumerate()
+        .map(|(index, l)| {
             tokio::spawn(crate::server::accept_loop(
                 broker.clone(),
                 l,
+                index,
                 shutdown_rx.clone(),
             ))
         })
         .collect();
+    if let Some(server) = metrics_server {
+        background.push(server.serve(broker.clone(), shutdown_rx.clone()));
+    }
     tracing::info!(
         listeners = ?addrs,
-        advertised = %format!("{}:{}", broker.advertised.host, broker.advertised.port),
+        advertised = %broker
+            .advertised_by_listener
+            .iter()
+            .map(|e| e.to_string())
+            .collect::<Vec<_>>()
+            .join(","),
         cluster_id = broker.metadata.cluster_id(),
         node_id = broker.node_id(),
         "runnel started"
@@ -216,5 +270,6 @@ pub async fn start(config: BrokerConfig) -> anyhow::Result<BrokerHandle> {
         shutdown_tx,
         accept_tasks,
         background,
+        metrics_addr,
     })
 }

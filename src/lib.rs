@@ -10,6 +10,7 @@ pub mod config;
 pub mod coordinator;
 pub mod log;
 pub mod metadata;
+pub mod metrics;
 pub mod protocol;
 pub mod server;
 

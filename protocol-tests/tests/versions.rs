@@ -45,6 +45,9 @@ fn every_supported_api_is_covered() {
         ApiKey::DeleteRecords,
         ApiKey::InitProducerId,
         ApiKey::DescribeConfigs,
+        // The config-altering APIs: tests/config_versions.rs.
+        ApiKey::AlterConfigs,
+        ApiKey::IncrementalAlterConfigs,
         // The group APIs: tests/group_versions.rs.
         ApiKey::FindCoordinator,
         ApiKey::JoinGroup,
@@ -66,6 +69,16 @@ fn every_supported_api_is_covered() {
         ApiKey::DescribeTransactions,
         ApiKey::ListTransactions,
         ApiKey::DescribeProducers,
+        // The single-node admin APIs: tests/admin_versions.rs.
+        ApiKey::DescribeLogDirs,
+        ApiKey::CreatePartitions,
+        ApiKey::ElectLeaders,
+        ApiKey::AlterPartitionReassignments,
+        ApiKey::ListPartitionReassignments,
+        ApiKey::DescribeClientQuotas,
+        ApiKey::AlterClientQuotas,
+        ApiKey::DescribeCluster,
+        ApiKey::DescribeTopicPartitions,
     ];
     for spec in SUPPORTED {
         assert!(covered.contains(&spec.key), "{:?} has no test", spec.key);

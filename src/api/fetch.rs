@@ -79,6 +79,8 @@ pub fn handle(ctx: RequestContext, mut req: FetchRequest) -> ResponseFuture {
             .iter()
             .filter_map(|w| w.log.as_ref().ok().cloned())
             .collect();
+        // Counted in the fetch purgatory once it has to wait.
+        let mut parked = None;
         loop {
             // Register for wake-ups before reading, so an append between the
             // read and the wait is not missed.
@@ -97,13 +99,16 @@ pub fn handle(ctx: RequestContext, mut req: FetchRequest) -> ResponseFuture {
                 || logs.is_empty()
                 || tokio::time::Instant::now() >= deadline;
             if done {
+                count_fetch(&broker.metrics, &wanted, &partitions);
                 return ctx.encode(&build_response(&req, partitions));
             }
+            parked.get_or_insert_with(|| broker.metrics.fetch_waiting());
             tokio::select! {
                 _ = futures::future::select_all(notified) => {}
                 _ = tokio::time::sleep_until(deadline) => {
                     let (partitions, _, _) =
                         read_all(&wanted, req.max_bytes, ctx.version, isolation);
+                    count_fetch(&broker.metrics, &wanted, &partitions);
                     return ctx.encode(&build_response(&req, partitions));
                 }
             }
@@ -185,6 +190,47 @@ fn read_all(
         out.push((w.topic, data));
     }
     (out, total, any_error)
+}
+
+/// Kafka's BrokerTopicMetrics for the partitions of existing topics in a
+/// response: one fetch each, its record bytes out, and whether it failed for
+/// a reason other than routing or offsets (as Kafka counts failed fetches).
+fn count_fetch(
+    metrics: &crate::metrics::Metrics,
+    wanted: &[Wanted],
+    partitions: &[(usize, PartitionData)],
+) {
+    let mut current: Option<(&str, Arc<crate::metrics::TopicCounters>)> = None;
+    for (w, (_, data)) in wanted.iter().zip(partitions) {
+        let Ok(log) = &w.log else { continue };
+        let counters = match &current {
+            Some((topic, c)) if *topic == log.topic => c.clone(),
+            _ => {
+                let c = metrics.topic(&log.topic);
+                current = Some((&log.topic, c.clone()));
+                c
+            }
+        };
+        let bytes = data.records.as_ref().map_or(0, |r| r.len());
+        metrics.fetched(&counters, bytes, fetch_failed(data.error_code));
+    }
+}
+
+/// Errors Kafka's ReplicaManager expects from a read and does not count as
+/// failed fetches.
+fn fetch_failed(code: i16) -> bool {
+    let expected = [
+        Code::OffsetOutOfRange,
+        Code::UnknownTopicOrPartition,
+        Code::UnknownTopicId,
+        Code::NotLeaderOrFollower,
+        Code::UnknownLeaderEpoch,
+        Code::FencedLeaderEpoch,
+        Code::ReplicaNotAvailable,
+        Code::KafkaStorageError,
+        Code::InconsistentTopicId,
+    ];
+    code != 0 && !expected.iter().any(|e| e.code() == code)
 }
 
 fn build_response(req: &FetchRequest, partitions: Vec<(usize, PartitionData)>) -> FetchResponse {

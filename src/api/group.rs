@@ -71,7 +71,7 @@ pub fn find_coordinator(ctx: RequestContext, req: FindCoordinatorRequest) -> Res
                 },
                 _ => Code::InvalidRequest.code(),
             };
-            coordinators.push(coordinator_for(&ctx.broker, key, code));
+            coordinators.push(coordinator_for(&ctx, key, code));
         }
         let mut resp = FindCoordinatorResponse::default();
         if batched {
@@ -92,14 +92,15 @@ pub fn find_coordinator(ctx: RequestContext, req: FindCoordinatorRequest) -> Res
     })
 }
 
-fn coordinator_for(broker: &Broker, key: StrBytes, code: i16) -> Coordinator {
+fn coordinator_for(ctx: &RequestContext, key: StrBytes, code: i16) -> Coordinator {
     let mut c = Coordinator::default();
     c.key = key;
     c.error_code = code;
     if code == NO_ERROR {
-        c.node_id = BrokerId(broker.node_id());
-        c.host = s(&broker.advertised.host);
-        c.port = broker.advertised.port as i32;
+        let advertised = ctx.advertised();
+        c.node_id = BrokerId(ctx.broker.node_id());
+        c.host = s(&advertised.host);
+        c.port = advertised.port as i32;
     } else {
         c.node_id = BrokerId(-1);
         c.host = s("");

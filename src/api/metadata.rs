@@ -20,6 +20,8 @@ pub fn handle(ctx: &RequestContext, req: MetadataRequest) -> MetadataResponse {
     // v0–v3 have no flag: they always auto-create, as Kafka does.
     let may_create = broker.config.auto_create_topics_enable
         && (ctx.version < 4 || req.allow_auto_topic_creation);
+    // Without an authorizer every supported operation is allowed (v8+).
+    let with_operations = ctx.version >= 8 && req.include_topic_authorized_operations;
     let mut topics = Vec::new();
     match req.topics {
         // v0 sends an empty list for "all topics"; v1+ sends null.
@@ -38,7 +40,7 @@ pub fn handle(ctx: &RequestContext, req: MetadataRequest) -> MetadataResponse {
                     None => image.topic_by_id(&t.topic_id).cloned(),
                 };
                 let entry = match (found, by_name) {
-                    (Some(info), _) => describe_topic(&info, node, ctx.version),
+                    (Some(info), _) => describe_topic(&info, node, ctx.version, with_operations),
                     // The internal topic is created by the group coordinator.
                     (None, Some(name)) if may_create && !topic_name::is_internal(&name) => {
                         match broker.create_topic(
@@ -46,11 +48,13 @@ pub fn handle(ctx: &RequestContext, req: MetadataRequest) -> MetadataResponse {
                             broker.config.num_partitions,
                             IndexMap::new(),
                         ) {
-                            Ok(info) => describe_topic(&info, node, ctx.version),
+                            Ok(info) => describe_topic(&info, node, ctx.version, with_operations),
                             // Another connection created it first.
                             Err(MetadataError::TopicExists(_)) => {
                                 match broker.metadata.image().topic(&name) {
-                                    Some(info) => describe_topic(info, node, ctx.version),
+                                    Some(info) => {
+                                        describe_topic(info, node, ctx.version, with_operations)
+                                    }
                                     None => error_topic(
                                         ctx.version,
                                         Some(name),
@@ -97,11 +101,11 @@ pub fn handle(ctx: &RequestContext, req: MetadataRequest) -> MetadataResponse {
                 image
                     .topics
                     .values()
-                    .map(|info| describe_topic(info, node, ctx.version)),
+                    .map(|info| describe_topic(info, node, ctx.version, with_operations)),
             );
         }
     }
-    let advertised = &broker.advertised;
+    let advertised = ctx.advertised();
     let cluster_id =
         (ctx.version >= 2).then(|| StrBytes::from_string(broker.metadata.cluster_id().to_string()));
     let controller = if ctx.version >= 1 { node } else { -1 };
@@ -113,12 +117,23 @@ pub fn handle(ctx: &RequestContext, req: MetadataRequest) -> MetadataResponse {
         .with_cluster_id(cluster_id)
         .with_controller_id(BrokerId(controller))
         .with_topics(topics)
-        .with_cluster_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED)
+        .with_cluster_authorized_operations(
+            if ctx.version <= 10 && req.include_cluster_authorized_operations {
+                super::cluster::CLUSTER_OPERATIONS
+            } else {
+                AUTHORIZED_OPERATIONS_OMITTED
+            },
+        )
 }
 
 /// Fields newer than the request's version must stay at their defaults or
 /// the encoder refuses them: leader epochs are v7+, topic ids v10+.
-fn describe_topic(info: &TopicInfo, node: i32, version: i16) -> MetadataResponseTopic {
+fn describe_topic(
+    info: &TopicInfo,
+    node: i32,
+    version: i16,
+    with_operations: bool,
+) -> MetadataResponseTopic {
     let partitions = (0..info.partitions)
         .map(|p| {
             MetadataResponsePartition::default()
@@ -138,7 +153,11 @@ fn describe_topic(info: &TopicInfo, node: i32, version: i16) -> MetadataResponse
         })
         .with_partitions(partitions)
         .with_is_internal(info.is_internal())
-        .with_topic_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED)
+        .with_topic_authorized_operations(if with_operations {
+            super::cluster::TOPIC_OPERATIONS
+        } else {
+            AUTHORIZED_OPERATIONS_OMITTED
+        })
 }
 
 fn error_topic(

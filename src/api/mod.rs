@@ -4,6 +4,7 @@
 //! response; `Err` here means the frame itself was unusable and the
 //! connection closes.
 
+mod cluster;
 mod configs;
 mod fetch;
 mod group;
@@ -12,6 +13,7 @@ mod metadata;
 mod offsets;
 mod produce;
 mod producer_id;
+mod quotas;
 mod topics;
 mod txn;
 mod versions;
@@ -42,9 +44,17 @@ pub struct RequestContext {
     /// The peer's address as Kafka reports it (`/127.0.0.1`), formatted once
     /// per connection.
     pub client_host: Arc<str>,
+    /// Index into `broker.config.listeners` of the listener the connection
+    /// came in through.
+    pub listener: usize,
 }
 
 impl RequestContext {
+    /// This broker's endpoint as published on the request's listener.
+    pub fn advertised(&self) -> &crate::config::Endpoint {
+        self.broker.advertised_for(self.listener)
+    }
+
     pub fn encode<T: Encodable>(&self, body: &T) -> Result<Option<Bytes>, ProtocolError> {
         protocol::encode_response(self.key, self.version, self.correlation_id, body).map(Some)
     }
@@ -71,6 +81,7 @@ pub fn dispatch(
     broker: &Arc<Broker>,
     mut frame: Bytes,
     client_host: &Arc<str>,
+    listener: usize,
 ) -> Result<ResponseFuture, ProtocolError> {
     let prefix = HeaderPrefix::peek(&frame)?;
     let key = ApiKey::try_from(prefix.api_key)
@@ -97,18 +108,50 @@ pub fn dispatch(
         correlation_id: header.correlation_id,
         client_id: header.client_id.map(|s| s.to_string()),
         client_host: client_host.clone(),
+        listener,
     };
     let body = &mut frame;
-    Ok(match key {
+    let mut timer = crate::metrics::RequestTimer::start(&ctx);
+    let applying = timer.span().clone().entered();
+    let reply = match key {
         ApiKey::ApiVersions => ctx.ready(&versions::handle(ctx.decode(body)?, version)),
         ApiKey::Metadata => ctx.ready(&metadata::handle(&ctx, ctx.decode(body)?)),
         ApiKey::Produce => produce::handle(ctx.clone(), ctx.decode(body)?),
-        ApiKey::Fetch => fetch::handle(ctx.clone(), ctx.decode(body)?),
+        ApiKey::Fetch => {
+            let req: kafka_protocol::messages::FetchRequest = ctx.decode(body)?;
+            timer.allow_wait_ms(req.max_wait_ms);
+            fetch::handle(ctx.clone(), req)
+        }
         ApiKey::ListOffsets => ctx.ready(&offsets::list_offsets(&ctx, ctx.decode(body)?)),
         ApiKey::DeleteRecords => offsets::delete_records(ctx.clone(), ctx.decode(body)?),
         ApiKey::CreateTopics => ctx.ready(&topics::create_topics(&ctx, ctx.decode(body)?)),
         ApiKey::DeleteTopics => ctx.ready(&topics::delete_topics(&ctx, ctx.decode(body)?)),
+        ApiKey::CreatePartitions => ctx.ready(&topics::create_partitions(&ctx, ctx.decode(body)?)),
+        ApiKey::DescribeCluster => ctx.ready(&cluster::describe_cluster(&ctx, ctx.decode(body)?)),
+        ApiKey::DescribeLogDirs => ctx.ready(&cluster::describe_log_dirs(&ctx, ctx.decode(body)?)),
+        ApiKey::DescribeTopicPartitions => {
+            ctx.ready(&cluster::describe_topic_partitions(&ctx, ctx.decode(body)?))
+        }
+        ApiKey::ElectLeaders => ctx.ready(&cluster::elect_leaders(&ctx, ctx.decode(body)?)),
+        ApiKey::ListPartitionReassignments => ctx.ready(&cluster::list_partition_reassignments(
+            &ctx,
+            ctx.decode(body)?,
+        )),
+        ApiKey::AlterPartitionReassignments => ctx.ready(&cluster::alter_partition_reassignments(
+            &ctx,
+            ctx.decode(body)?,
+        )),
+        ApiKey::DescribeClientQuotas => {
+            ctx.ready(&quotas::describe_client_quotas(&ctx, ctx.decode(body)?))
+        }
+        ApiKey::AlterClientQuotas => {
+            ctx.ready(&quotas::alter_client_quotas(&ctx, ctx.decode(body)?))
+        }
         ApiKey::DescribeConfigs => ctx.ready(&configs::describe_configs(&ctx, ctx.decode(body)?)),
+        ApiKey::AlterConfigs => ctx.ready(&configs::alter_configs(&ctx, ctx.decode(body)?)),
+        ApiKey::IncrementalAlterConfigs => {
+            ctx.ready(&configs::incremental_alter_configs(&ctx, ctx.decode(body)?))
+        }
         ApiKey::InitProducerId => {
             let req: kafka_protocol::messages::InitProducerIdRequest = ctx.decode(body)?;
             if req.transactional_id.is_some() {
@@ -142,7 +185,9 @@ pub fn dispatch(
             tracing::error!(?other, "api in the table without a handler");
             return Err(ProtocolError::UnsupportedVersion { key, version });
         }
-    })
+    };
+    drop(applying);
+    Ok(timer.watch(ctx, reply))
 }
 
 /// Kafka error codes used by the handlers.

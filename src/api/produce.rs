@@ -4,7 +4,9 @@
 use std::sync::Arc;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
-use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::produce_response::{
+    BatchIndexAndErrorMessage, PartitionProduceResponse, TopicProduceResponse,
+};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 
 use super::{Code, RequestContext, ResponseFuture, NO_ERROR};
@@ -27,6 +29,7 @@ pub fn handle(ctx: RequestContext, req: ProduceRequest) -> ResponseFuture {
         };
         // Only the coordinators write internal topics.
         let internal = info.is_some_and(|i| i.is_internal());
+        let counters = info.map(|i| broker.metrics.topic(&i.name));
         let missing = if ctx.version >= 13 {
             Code::UnknownTopicId
         } else {
@@ -49,8 +52,15 @@ pub fn handle(ctx: RequestContext, req: ProduceRequest) -> ResponseFuture {
                 Code::UnsupportedCompressionType.code()
             } else if let Some(log) = log {
                 let txn_id = req.transactional_id.as_ref().map(|t| t.as_str());
+                // KIP-467: the records refused one by one, for v8+ responses.
+                let mut refused = None;
                 let failed = |e: LogError| {
                     log_unexpected(&e, &log);
+                    if let LogError::Batch(b) = &e {
+                        refused = b
+                            .record_errors()
+                            .map(|(errors, message)| (errors.to_vec(), message.to_owned()));
+                    }
                     e.error_code()
                 };
                 let appended = p.records.as_deref().map(|r| {
@@ -66,6 +76,9 @@ pub fn handle(ctx: RequestContext, req: ProduceRequest) -> ResponseFuture {
                         Err(code) => Err(code),
                     }
                 });
+                if let Some(c) = &counters {
+                    count_produce(&broker.metrics, c, p.records.as_deref(), &appended);
+                }
                 match appended {
                     Some(Ok(appended)) => {
                         resp.base_offset = appended.base_offset;
@@ -81,7 +94,20 @@ pub fn handle(ctx: RequestContext, req: ProduceRequest) -> ResponseFuture {
                         }
                         NO_ERROR
                     }
-                    Some(Err(code)) => code,
+                    Some(Err(code)) => {
+                        if let Some((errors, message)) = refused.filter(|_| ctx.version >= 8) {
+                            resp.record_errors = errors
+                                .into_iter()
+                                .map(|e| {
+                                    BatchIndexAndErrorMessage::default()
+                                        .with_batch_index(e.batch_index)
+                                        .with_batch_index_error_message(Some(e.message.into()))
+                                })
+                                .collect();
+                            resp.error_message = Some(message.into());
+                        }
+                        code
+                    }
                     None => Code::InvalidRecord.code(),
                 }
             } else {
@@ -98,6 +124,7 @@ pub fn handle(ctx: RequestContext, req: ProduceRequest) -> ResponseFuture {
         );
     }
     Box::pin(async move {
+        let _waiting = (!to_flush.is_empty()).then(|| broker.metrics.produce_waiting());
         let flushes = to_flush
             .iter()
             .map(|(_, _, log)| broker.logs.flush(log.clone()));
@@ -156,6 +183,29 @@ fn verify_txn(
         log.partition,
     )?;
     Ok(Some(guard))
+}
+
+/// Kafka's BrokerTopicMetrics for one partition that reached the log:
+/// bytes as received and records appended (none for a retried duplicate).
+fn count_produce(
+    metrics: &crate::metrics::Metrics,
+    topic: &crate::metrics::TopicCounters,
+    records: Option<&[u8]>,
+    appended: &Option<Result<crate::log::Appended, i16>>,
+) {
+    metrics.produce_attempted(topic);
+    match appended {
+        Some(Ok(a)) => {
+            let bytes = records.map_or(0, <[u8]>::len);
+            let count = match records.map(crate::log::batch::BatchHeader::parse) {
+                Some(Ok(h)) if !a.duplicate => h.records_count.max(0) as u64,
+                _ => 0,
+            };
+            metrics.produce_appended(topic, bytes, count);
+        }
+        Some(Err(code)) => metrics.produce_failed(topic, *code),
+        None => metrics.produce_failed(topic, Code::InvalidRecord.code()),
+    }
 }
 
 /// The batch's compression codec (attributes bits 0-2) is zstd (4).

@@ -1,21 +1,23 @@
-//! CreateTopics and DeleteTopics.
+//! CreateTopics, DeleteTopics and CreatePartitions.
 
 use std::collections::HashMap;
 
 use indexmap::IndexMap;
+use kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic;
+use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
 use kafka_protocol::messages::create_topics_request::CreatableTopic;
 use kafka_protocol::messages::create_topics_response::{
     CreatableTopicConfigs, CreatableTopicResult,
 };
 use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
 use kafka_protocol::messages::{
-    CreateTopicsRequest, CreateTopicsResponse, DeleteTopicsRequest, DeleteTopicsResponse, TopicName,
+    BrokerId, CreatePartitionsRequest, CreatePartitionsResponse, CreateTopicsRequest,
+    CreateTopicsResponse, DeleteTopicsRequest, DeleteTopicsResponse, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 use uuid::Uuid;
 
 use super::{Code, RequestContext};
-use crate::config;
 use crate::metadata::MetadataError;
 
 fn message(s: impl Into<String>) -> Option<StrBytes> {
@@ -26,6 +28,33 @@ pub fn create_topics(ctx: &RequestContext, req: CreateTopicsRequest) -> CreateTo
     let mut seen: HashMap<String, usize> = HashMap::new();
     for t in &req.topics {
         *seen.entry(t.name.to_string()).or_default() += 1;
+    }
+    // The records the valid topics would write (topic, partitions, configs),
+    // counted before anything is created.
+    let records: i64 = req
+        .topics
+        .iter()
+        .filter(|t| seen.get(t.name.as_str()).copied().unwrap_or(0) == 1)
+        .filter_map(|t| create_one(ctx, t, true).ok())
+        .map(|(_, partitions, overrides)| 1 + i64::from(partitions) + overrides.len() as i64)
+        .sum();
+    if records > MAX_RECORDS_PER_REQUEST {
+        let results = req
+            .topics
+            .into_iter()
+            .map(|t| {
+                let base = CreatableTopicResult::default()
+                    .with_name(t.name)
+                    .with_error_code(Code::PolicyViolation.code())
+                    .with_error_message(message(TOO_LARGE));
+                if ctx.version >= 5 {
+                    base.with_num_partitions(-1).with_replication_factor(-1)
+                } else {
+                    base
+                }
+            })
+            .collect();
+        return CreateTopicsResponse::default().with_topics(results);
     }
     let results = req
         .topics
@@ -184,7 +213,12 @@ fn described_configs(
     ctx: &RequestContext,
     overrides: &IndexMap<String, String>,
 ) -> Vec<CreatableTopicConfigs> {
-    config::describe_topic(&ctx.broker.config, overrides, None, false)
+    let dynamic = ctx
+        .broker
+        .metadata
+        .image()
+        .dynamic_broker(ctx.broker.node_id());
+    super::configs::describe_topic(ctx, &dynamic, overrides, None, false)
         .into_iter()
         .map(|c| {
             CreatableTopicConfigs::default()
@@ -269,4 +303,193 @@ pub fn delete_topics(ctx: &RequestContext, req: DeleteTopicsRequest) -> DeleteTo
         })
         .collect();
     DeleteTopicsResponse::default().with_responses(responses)
+}
+
+/// CreatePartitions, answered as KRaft's controller does: the count must
+/// grow, explicit assignments must name exactly the added partitions, each
+/// on this broker alone (the only registered one).
+pub fn create_partitions(
+    ctx: &RequestContext,
+    req: CreatePartitionsRequest,
+) -> CreatePartitionsResponse {
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    for t in &req.topics {
+        *seen.entry(t.name.to_string()).or_default() += 1;
+    }
+    // Duplicated names first, one result each, as Kafka answers.
+    let mut results = Vec::with_capacity(req.topics.len());
+    let mut reported_duplicates = std::collections::HashSet::new();
+    for t in &req.topics {
+        let name = t.name.to_string();
+        if seen.get(&name).copied().unwrap_or(0) > 1 && reported_duplicates.insert(name) {
+            results.push(
+                CreatePartitionsTopicResult::default()
+                    .with_name(t.name.clone())
+                    .with_error_code(Code::InvalidRequest.code())
+                    .with_error_message(message("Duplicate topic name.")),
+            );
+        }
+    }
+    // The partitions the valid topics would add, counted before any is made.
+    let image = ctx.broker.metadata.image();
+    let added: i64 = req
+        .topics
+        .iter()
+        .filter(|t| seen.get(t.name.as_str()).copied().unwrap_or(0) == 1)
+        .filter(|t| grow_one(ctx, t, true).is_ok())
+        .filter_map(|t| {
+            let info = image.topic(t.name.as_str())?;
+            Some(i64::from(t.count) - i64::from(info.partitions))
+        })
+        .sum();
+    if added > MAX_RECORDS_PER_REQUEST {
+        let results = req
+            .topics
+            .into_iter()
+            .map(|t| {
+                CreatePartitionsTopicResult::default()
+                    .with_name(t.name)
+                    .with_error_code(Code::PolicyViolation.code())
+                    .with_error_message(message(TOO_LARGE))
+            })
+            .collect();
+        return CreatePartitionsResponse::default().with_results(results);
+    }
+    for t in &req.topics {
+        if seen.get(t.name.as_str()).copied().unwrap_or(0) > 1 {
+            continue;
+        }
+        let result = CreatePartitionsTopicResult::default().with_name(t.name.clone());
+        results.push(match grow_one(ctx, t, req.validate_only) {
+            Ok(()) => result,
+            Err((code, msg)) => result.with_error_code(code).with_error_message(msg),
+        });
+    }
+    CreatePartitionsResponse::default().with_results(results)
+}
+
+fn grow_one(
+    ctx: &RequestContext,
+    t: &CreatePartitionsTopic,
+    validate_only: bool,
+) -> Result<(), (i16, Option<StrBytes>)> {
+    let broker = &ctx.broker;
+    let node = broker.node_id();
+    let image = broker.metadata.image();
+    let Some(info) = image.topic(t.name.as_str()) else {
+        return Err((Code::UnknownTopicOrPartition.code(), None));
+    };
+    let current = info.partitions;
+    if t.count == current {
+        return Err((
+            Code::InvalidPartitions.code(),
+            message(format!("Topic already has {current} partition(s).")),
+        ));
+    }
+    if t.count < current {
+        return Err((
+            Code::InvalidPartitions.code(),
+            message(format!(
+                "The topic {} currently has {current} partition(s); {} would not be an increase.",
+                info.name, t.count
+            )),
+        ));
+    }
+    let additional = t.count - current;
+    if let Some(assignments) = &t.assignments {
+        if assignments.len() as i64 != additional as i64 {
+            return Err((
+                Code::InvalidReplicaAssignment.code(),
+                message(format!(
+                    "Attempted to add {additional} additional partition(s), but only {} assignment(s) were specified.",
+                    assignments.len()
+                )),
+            ));
+        }
+        for a in assignments {
+            check_manual_assignment(&a.broker_ids, node, Some(1))
+                .map_err(|m| (Code::InvalidReplicaAssignment.code(), message(m)))?;
+        }
+    }
+    if validate_only {
+        return Ok(());
+    }
+    let logs = &broker.logs;
+    match broker
+        .metadata
+        .create_partitions(info.id, t.count, |grown, from| {
+            logs.create_partitions(grown, from)
+                .map_err(|source| MetadataError::Io {
+                    path: logs.dir().to_path_buf(),
+                    source,
+                })
+        }) {
+        Ok(grown) => {
+            tracing::info!(topic = %grown.name, from = current, to = grown.partitions, "added partitions");
+            Ok(())
+        }
+        // Deleted or grown by another request since the image was read.
+        Err(MetadataError::UnknownTopic(_)) => Err((Code::UnknownTopicOrPartition.code(), None)),
+        Err(MetadataError::InvalidPartitions(n)) => {
+            let now = broker
+                .metadata
+                .image()
+                .topic(t.name.as_str())
+                .map_or(0, |i| i.partitions);
+            Err((
+                Code::InvalidPartitions.code(),
+                message(format!(
+                    "The topic {} currently has {now} partition(s); {n} would not be an increase.",
+                    t.name.as_str()
+                )),
+            ))
+        }
+        Err(e) => {
+            tracing::error!(topic = t.name.as_str(), "create partitions failed: {e}");
+            Err((Code::UnknownServerError.code(), message(e.to_string())))
+        }
+    }
+}
+
+/// Kafka's controller refuses a request that would write more metadata
+/// records than this (`MAX_RECORDS_PER_USER_OP`): every topic of it fails
+/// with POLICY_VIOLATION. Here it also bounds the logs one request creates.
+const MAX_RECORDS_PER_REQUEST: i64 = 10_000;
+const TOO_LARGE: &str = "Unable to perform excessively large batch operation.";
+
+/// Kafka's checks of a manual replica list (`validateManualPartitionAssignment`)
+/// on a one-broker cluster: only `node` is registered. `replication_factor`
+/// is the topic's, when the list must match it.
+pub(crate) fn check_manual_assignment(
+    replicas: &[BrokerId],
+    node: i32,
+    replication_factor: Option<usize>,
+) -> Result<(), String> {
+    if replicas.is_empty() {
+        return Err("The manual partition assignment includes an empty replica list.".into());
+    }
+    let mut seen = std::collections::HashSet::new();
+    for b in replicas {
+        if b.0 != node {
+            return Err(format!(
+                "The manual partition assignment includes broker {}, but no such broker is registered.",
+                b.0
+            ));
+        }
+        if !seen.insert(b.0) {
+            return Err(format!(
+                "The manual partition assignment includes the broker {} more than once.",
+                b.0
+            ));
+        }
+    }
+    if let Some(rf) = replication_factor {
+        if replicas.len() != rf {
+            return Err(format!(
+                "The manual partition assignment includes a partition with {} replica(s), but this is not consistent with previous partitions, which have {rf} replica(s).",
+                replicas.len()
+            ));
+        }
+    }
+    Ok(())
 }

@@ -11,6 +11,7 @@ pub(crate) enum ConfigType {
     String = 2,
     Int = 3,
     Long = 5,
+    Double = 6,
     List = 7,
 }
 
@@ -26,6 +27,8 @@ pub(crate) enum Check {
     Any,
     AtLeast(i64),
     Between(i64, i64),
+    /// A DOUBLE within a closed range (Kafka's `Range.between` on doubles).
+    BetweenF(f64, f64),
     /// Kafka refuses a broker-wide retention of zero (it would delete every
     /// segment as soon as it rolls); negative values mean unlimited.
     NonZero,
@@ -35,10 +38,11 @@ pub(crate) enum Check {
 
 /// A parsed value. Every integer width is held as `i64` after its range has
 /// been checked against the key's declared type.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub(crate) enum Value {
     Bool(bool),
     Num(i64),
+    Float(f64),
     Text(String),
 }
 
@@ -48,7 +52,15 @@ impl Value {
         match self {
             Value::Bool(b) => b.to_string(),
             Value::Num(n) => n.to_string(),
+            Value::Float(f) => java_double(*f),
             Value::Text(s) => s.clone(),
+        }
+    }
+
+    pub(crate) fn float(&self) -> Option<f64> {
+        match self {
+            Value::Float(f) => Some(*f),
+            _ => None,
         }
     }
 
@@ -80,6 +92,7 @@ pub(crate) enum DefaultValue {
     None,
     Bool(bool),
     Num(i64),
+    Float(f64),
     Str(&'static str),
 }
 
@@ -89,6 +102,7 @@ impl DefaultValue {
             DefaultValue::None => None,
             DefaultValue::Bool(b) => Some(Value::Bool(b)),
             DefaultValue::Num(n) => Some(Value::Num(n)),
+            DefaultValue::Float(f) => Some(Value::Float(f)),
             DefaultValue::Str(s) => Some(Value::Text(s.to_owned())),
         }
     }
@@ -135,6 +149,13 @@ pub(crate) enum TopicField {
     CleanupPolicy,
     FlushMessages,
     FlushMs,
+    TimestampBeforeMaxMs,
+    TimestampAfterMaxMs,
+    MinCompactionLagMs,
+    MaxCompactionLagMs,
+    DeleteRetentionMs,
+    MinCleanableDirtyRatio,
+    CompressionType,
 }
 
 /// One topic-level key with its broker synonyms in Kafka's synonym order:
@@ -163,6 +184,7 @@ const MS_PER_MINUTE: i64 = 60_000;
 const MS_PER_HOUR: i64 = 3_600_000;
 const TIMESTAMP_TYPES: &[&str] = &["CreateTime", "LogAppendTime"];
 const CLEANUP_POLICIES: &[&str] = &["compact", "delete"];
+const COMPRESSION_TYPES: &[&str] = &["uncompressed", "zstd", "lz4", "snappy", "gzip", "producer"];
 
 pub(crate) static TOPIC_DEFS: &[TopicDef] = &[
     TopicDef {
@@ -391,6 +413,132 @@ pub(crate) static TOPIC_DEFS: &[TopicDef] = &[
         ],
         doc: "The maximum time before the active segment is rolled even if it is not full.",
     },
+    TopicDef {
+        name: "compression.type",
+        ty: ConfigType::String,
+        check: Check::OneOf(COMPRESSION_TYPES),
+        field: TopicField::CompressionType,
+        negative_is_unlimited: false,
+        synonyms: &[BrokerSynonym {
+            key: KeyDef {
+                name: "compression.type",
+                ty: ConfigType::String,
+                default: DefaultValue::Str("producer"),
+                check: Check::OneOf(COMPRESSION_TYPES),
+                doc: "The final compression of data written to a topic: a codec (uncompressed, gzip, snappy, lz4, zstd), or producer to keep the producer's codec.",
+            },
+            scale: 1,
+        }],
+        doc: "The final compression of this topic's data: a codec (uncompressed, gzip, snappy, lz4, zstd), or producer to keep the codec the producer used.",
+    },
+    TopicDef {
+        name: "delete.retention.ms",
+        ty: ConfigType::Long,
+        check: Check::AtLeast(0),
+        field: TopicField::DeleteRetentionMs,
+        negative_is_unlimited: false,
+        synonyms: &[BrokerSynonym {
+            key: KeyDef {
+                name: "log.cleaner.delete.retention.ms",
+                ty: ConfigType::Long,
+                default: DefaultValue::Num(86_400_000),
+                check: Check::AtLeast(0),
+                doc: "How long tombstones are kept on compacted topics before the cleaner may remove them.",
+            },
+            scale: 1,
+        }],
+        doc: "How long a tombstone stays in a compacted log; a consumer reading from the start within this time sees every delete.",
+    },
+    TopicDef {
+        name: "max.compaction.lag.ms",
+        ty: ConfigType::Long,
+        check: Check::AtLeast(1),
+        field: TopicField::MaxCompactionLagMs,
+        negative_is_unlimited: false,
+        synonyms: &[BrokerSynonym {
+            key: KeyDef {
+                name: "log.cleaner.max.compaction.lag.ms",
+                ty: ConfigType::Long,
+                default: DefaultValue::Num(i64::MAX),
+                check: Check::AtLeast(1),
+                doc: "The longest a record may stay uncompacted in a compacted log.",
+            },
+            scale: 1,
+        }],
+        doc: "The longest a record may stay uncompacted: past it the segment is eligible for cleaning whatever the dirty ratio.",
+    },
+    TopicDef {
+        name: "message.timestamp.after.max.ms",
+        ty: ConfigType::Long,
+        check: Check::AtLeast(0),
+        field: TopicField::TimestampAfterMaxMs,
+        negative_is_unlimited: false,
+        synonyms: &[BrokerSynonym {
+            key: KeyDef {
+                name: "log.message.timestamp.after.max.ms",
+                ty: ConfigType::Long,
+                default: DefaultValue::Num(3_600_000),
+                check: Check::AtLeast(0),
+                doc: "How far in the future (ms) a CreateTime record timestamp may be relative to the broker's clock.",
+            },
+            scale: 1,
+        }],
+        doc: "How far in the future (ms) a CreateTime record timestamp may be relative to the broker's clock; later ones are rejected.",
+    },
+    TopicDef {
+        name: "message.timestamp.before.max.ms",
+        ty: ConfigType::Long,
+        check: Check::AtLeast(0),
+        field: TopicField::TimestampBeforeMaxMs,
+        negative_is_unlimited: false,
+        synonyms: &[BrokerSynonym {
+            key: KeyDef {
+                name: "log.message.timestamp.before.max.ms",
+                ty: ConfigType::Long,
+                default: DefaultValue::Num(i64::MAX),
+                check: Check::AtLeast(0),
+                doc: "How far in the past (ms) a CreateTime record timestamp may be relative to the broker's clock.",
+            },
+            scale: 1,
+        }],
+        doc: "How far in the past (ms) a CreateTime record timestamp may be relative to the broker's clock; older ones are rejected.",
+    },
+    TopicDef {
+        name: "min.cleanable.dirty.ratio",
+        ty: ConfigType::Double,
+        check: Check::BetweenF(0.0, 1.0),
+        field: TopicField::MinCleanableDirtyRatio,
+        negative_is_unlimited: false,
+        synonyms: &[BrokerSynonym {
+            key: KeyDef {
+                name: "log.cleaner.min.cleanable.ratio",
+                ty: ConfigType::Double,
+                default: DefaultValue::Float(0.5),
+                check: Check::BetweenF(0.0, 1.0),
+                doc: "The minimum share of a compacted log that must be dirty (uncleaned) before it is cleaned.",
+            },
+            scale: 1,
+        }],
+        doc: "The minimum share of the log that must be dirty (not yet compacted) before the cleaner compacts it.",
+    },
+    TopicDef {
+        name: "min.compaction.lag.ms",
+        ty: ConfigType::Long,
+        check: Check::AtLeast(0),
+        field: TopicField::MinCompactionLagMs,
+        negative_is_unlimited: false,
+        synonyms: &[BrokerSynonym {
+            key: KeyDef {
+                name: "log.cleaner.min.compaction.lag.ms",
+                ty: ConfigType::Long,
+                default: DefaultValue::Num(0),
+                check: Check::AtLeast(0),
+                doc: "The minimum time a record stays uncompacted in a compacted log.",
+            },
+            scale: 1,
+        }],
+        doc: "The minimum time a record stays uncompacted in the log.",
+    },
 ];
 
 /// Broker keys that are not a topic config's synonym.
@@ -477,6 +625,42 @@ pub(crate) static BROKER_DEFS: &[KeyDef] = &[
         doc:
             "How often, in ms, the log cleaner checks whether any segment is eligible for deletion.",
     },
+    // Log cleaner (Kafka's CleanerConfig); one cleaner task runs.
+    KeyDef {
+        name: "log.cleaner.enable",
+        ty: ConfigType::Boolean,
+        default: DefaultValue::Bool(true),
+        check: Check::Any,
+        doc: "Run the log cleaner, which compacts topics whose cleanup.policy includes compact.",
+    },
+    KeyDef {
+        name: "log.cleaner.backoff.ms",
+        ty: ConfigType::Long,
+        default: DefaultValue::Num(15_000),
+        check: Check::AtLeast(0),
+        doc: "How long the cleaner sleeps when no log needs cleaning.",
+    },
+    KeyDef {
+        name: "log.cleaner.dedupe.buffer.size",
+        ty: ConfigType::Long,
+        default: DefaultValue::Num(134_217_728),
+        check: Check::AtLeast(0),
+        doc: "Memory for the cleaner's key map (24 bytes per key); a dirty section with more keys is cleaned in several passes.",
+    },
+    KeyDef {
+        name: "log.cleaner.io.buffer.size",
+        ty: ConfigType::Int,
+        default: DefaultValue::Num(524_288),
+        check: Check::AtLeast(0),
+        doc: "How much of a segment the cleaner reads at a time (a larger batch is read whole).",
+    },
+    KeyDef {
+        name: "log.cleaner.threads",
+        ty: ConfigType::Int,
+        default: DefaultValue::Num(1),
+        check: Check::AtLeast(0),
+        doc: "Accepted for compatibility; one cleaner task runs whatever the value (the dedupe buffer is divided by it, as Kafka does).",
+    },
     KeyDef {
         name: "socket.request.max.bytes",
         ty: ConfigType::Int,
@@ -490,6 +674,21 @@ pub(crate) static BROKER_DEFS: &[KeyDef] = &[
         default: DefaultValue::Num(i32::MAX as i64),
         check: Check::AtLeast(0),
         doc: "The maximum number of connections the broker accepts at once.",
+    },
+    // Runnel's own keys (observability); Kafka has no equivalent.
+    KeyDef {
+        name: "runnel.metrics.listener",
+        ty: ConfigType::String,
+        default: DefaultValue::Str("http://0.0.0.0:9464"),
+        check: Check::Any,
+        doc: "http://host:port of the Prometheus /metrics and /health endpoint; empty disables it. A default that cannot be bound is skipped with a warning; an explicit one that cannot be bound stops the broker.",
+    },
+    KeyDef {
+        name: "runnel.slow.request.ms",
+        ty: ConfigType::Long,
+        default: DefaultValue::Num(1000),
+        check: Check::AtLeast(-1),
+        doc: "Requests taking longer than this are logged at WARN (a Fetch's max.wait.ms and JoinGroup/SyncGroup waits are not counted); -1 disables the log.",
     },
     // Group coordinator (Kafka's GroupCoordinatorConfig).
     KeyDef {
@@ -608,16 +807,49 @@ pub(crate) static BROKER_DEFS: &[KeyDef] = &[
     },
 ];
 
+/// Broker keys Kafka lets AlterConfigs change at run time
+/// (`DynamicBrokerConfig.AllDynamicConfigs`) that Runnel has no use for yet:
+/// stored like the others, acted on by nothing. With the prefixes below
+/// (Kafka's dynamic security and per-listener keys).
+pub(crate) static ACCEPTED_DYNAMIC_BROKER_KEYS: &[&str] = &[
+    "background.threads",
+    "follower.replication.throttled.rate",
+    "leader.replication.throttled.rate",
+    "log.cleaner.io.buffer.load.factor",
+    "log.cleaner.io.max.bytes.per.second",
+    "max.connection.creation.rate",
+    "max.connections.per.ip",
+    "max.connections.per.ip.overrides",
+    "metric.reporters",
+    "min.insync.replicas",
+    "num.io.threads",
+    "num.network.threads",
+    "num.recovery.threads.per.data.dir",
+    "num.replica.fetchers",
+    "producer.id.expiration.ms",
+    "replica.alter.log.dirs.io.max.bytes.per.second",
+    "unclean.leader.election.enable",
+];
+pub(crate) static ACCEPTED_DYNAMIC_BROKER_PREFIXES: &[&str] = &["ssl.", "sasl.", "listener.name."];
+
+pub(crate) fn accepted_dynamic_broker_key(name: &str) -> bool {
+    ACCEPTED_DYNAMIC_BROKER_KEYS.contains(&name)
+        || ACCEPTED_DYNAMIC_BROKER_PREFIXES
+            .iter()
+            .any(|p| name.starts_with(p) && name.len() > p.len())
+}
+
 /// Known Kafka broker keys that load without error but do nothing here yet.
 pub(crate) static ACCEPTED_BROKER_KEYS: &[&str] = &[
     "broker.id",
     "broker.rack",
-    "compression.type",
+    "compression.gzip.level",
+    "compression.lz4.level",
+    "compression.zstd.level",
     "controller.quorum.bootstrap.servers",
     "controller.quorum.voters",
     "delete.topic.enable",
     "inter.broker.listener.name",
-    "log.cleaner.enable",
     "log.segment.delete.delay.ms",
     "metadata.log.dir",
     "min.insync.replicas",
@@ -641,20 +873,16 @@ pub(crate) static ACCEPTED_BROKER_KEYS: &[&str] = &[
 /// clients for a setting we cannot act on anyway, so they are accepted and
 /// ignored; truly unknown names are still an error, as in Kafka.
 pub(crate) static ACCEPTED_TOPIC_KEYS: &[&str] = &[
-    "compression.type",
-    "delete.retention.ms",
+    "compression.gzip.level",
+    "compression.lz4.level",
+    "compression.zstd.level",
     "file.delete.delay.ms",
     "follower.replication.throttled.replicas",
     "leader.replication.throttled.replicas",
     "local.retention.bytes",
     "local.retention.ms",
-    "max.compaction.lag.ms",
     "message.downconversion.enable",
-    "message.timestamp.after.max.ms",
-    "message.timestamp.before.max.ms",
     "message.timestamp.difference.max.ms",
-    "min.cleanable.dirty.ratio",
-    "min.compaction.lag.ms",
     "min.insync.replicas",
     "preallocate",
     "remote.storage.enable",
@@ -705,6 +933,10 @@ fn parse_typed(ty: ConfigType, raw: &str) -> Result<Value, String> {
         }
         ConfigType::Int => parse_int(s, i32::MIN.into(), i32::MAX.into(), "INT"),
         ConfigType::Long => parse_int(s, i64::MIN, i64::MAX, "LONG"),
+        ConfigType::Double => match s.parse::<f64>() {
+            Ok(f) if f.is_finite() => Ok(Value::Float(f)),
+            _ => Err("not a number of type DOUBLE".to_owned()),
+        },
         ConfigType::String => Ok(Value::Text(s.to_owned())),
         ConfigType::List => Ok(Value::Text(
             s.split(',')
@@ -713,6 +945,22 @@ fn parse_typed(ty: ConfigType, raw: &str) -> Result<Value, String> {
                 .collect::<Vec<_>>()
                 .join(","),
         )),
+    }
+}
+
+/// Java's `Double.toString`: always a fraction digit ("1.0"), and
+/// scientific notation ("1.0E-4") outside [1e-3, 1e7).
+pub(crate) fn java_double(f: f64) -> String {
+    let abs = f.abs();
+    if f == 0.0 || (1e-3..1e7).contains(&abs) {
+        return format!("{f:?}");
+    }
+    let sci = format!("{f:e}");
+    let (mantissa, exp) = sci.split_once('e').unwrap_or((&sci, "0"));
+    if mantissa.contains('.') {
+        format!("{mantissa}E{exp}")
+    } else {
+        format!("{mantissa}.0E{exp}")
     }
 }
 
@@ -731,6 +979,11 @@ pub(crate) fn check(check: Check, value: &Value) -> Result<(), String> {
         (Check::Between(lo, hi), Value::Num(n)) if *n < lo || *n > hi => {
             Err(format!("must be between {lo} and {hi}"))
         }
+        (Check::BetweenF(lo, hi), Value::Float(f)) if *f < lo || *f > hi => Err(format!(
+            "must be between {} and {}",
+            java_double(lo),
+            java_double(hi)
+        )),
         (Check::NonZero, Value::Num(0)) => Err("must be unlimited (-1) or at least 1".to_owned()),
         (Check::OneOf(allowed), Value::Text(s)) if !allowed.contains(&s.as_str()) => {
             Err(format!("must be one of {}", allowed.join(", ")))
@@ -776,6 +1029,17 @@ impl TopicConfig {
             TopicField::CleanupPolicy => self.cleanup_policy = text()?.to_owned(),
             TopicField::FlushMessages => self.flush_messages = num()?,
             TopicField::FlushMs => self.flush_ms = num()?,
+            TopicField::TimestampBeforeMaxMs => self.message_timestamp_before_max_ms = num()?,
+            TopicField::TimestampAfterMaxMs => self.message_timestamp_after_max_ms = num()?,
+            TopicField::MinCompactionLagMs => self.min_compaction_lag_ms = num()?,
+            TopicField::MaxCompactionLagMs => self.max_compaction_lag_ms = num()?,
+            TopicField::DeleteRetentionMs => self.delete_retention_ms = num()?,
+            TopicField::MinCleanableDirtyRatio => {
+                self.min_cleanable_dirty_ratio = value
+                    .float()
+                    .ok_or_else(|| "expected a DOUBLE".to_owned())?
+            }
+            TopicField::CompressionType => self.compression_type = text()?.to_owned(),
         }
         Ok(())
     }
@@ -792,6 +1056,13 @@ impl TopicConfig {
             TopicField::CleanupPolicy => self.cleanup_policy.clone(),
             TopicField::FlushMessages => self.flush_messages.to_string(),
             TopicField::FlushMs => self.flush_ms.to_string(),
+            TopicField::TimestampBeforeMaxMs => self.message_timestamp_before_max_ms.to_string(),
+            TopicField::TimestampAfterMaxMs => self.message_timestamp_after_max_ms.to_string(),
+            TopicField::MinCompactionLagMs => self.min_compaction_lag_ms.to_string(),
+            TopicField::MaxCompactionLagMs => self.max_compaction_lag_ms.to_string(),
+            TopicField::DeleteRetentionMs => self.delete_retention_ms.to_string(),
+            TopicField::MinCleanableDirtyRatio => java_double(self.min_cleanable_dirty_ratio),
+            TopicField::CompressionType => self.compression_type.clone(),
         }
     }
 }

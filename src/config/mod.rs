@@ -7,7 +7,7 @@
 //! Every key we honour is defined once, in `defs.rs`.
 
 mod defs;
-mod listeners;
+pub(crate) mod listeners;
 mod sources;
 #[cfg(test)]
 mod tests;
@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use indexmap::IndexMap;
 
 use defs::{KeyDef, TopicDef, Value};
-pub use listeners::Endpoint;
+pub use listeners::{bind_addr, log_skipped_listeners, Endpoint};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TimestampType {
@@ -55,8 +55,85 @@ impl fmt::Display for TimestampType {
 #[repr(i8)]
 pub enum ConfigSource {
     DynamicTopic = 1,
+    DynamicBroker = 2,
+    DynamicDefaultBroker = 3,
     StaticBroker = 4,
     Default = 5,
+}
+
+/// Broker configs changed at run time (AlterConfigs on a BROKER resource):
+/// the ones set for this node, and the cluster-wide defaults (resource name
+/// ""). Both layer over the static configuration, this node's first.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DynamicBrokerConfigs {
+    pub per_broker: IndexMap<String, String>,
+    pub cluster: IndexMap<String, String>,
+}
+
+/// What AlterConfigs may do with a key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum KeyKind {
+    /// Not a key of this resource type.
+    Unknown,
+    /// A broker key that only the configuration file can set.
+    ReadOnly,
+    /// Alterable; `list` keys also take APPEND and SUBTRACT, starting from
+    /// `default` when unset.
+    Alterable { list: bool, default: Option<String> },
+}
+
+/// AlterConfigs on a TOPIC: every topic key we honour, and the recognised
+/// but unused ones (stored, so they describe and survive as Kafka's do).
+pub fn topic_key_kind(name: &str) -> KeyKind {
+    if let Some(def) = defs::topic_def(name) {
+        return KeyKind::Alterable {
+            list: def.ty == defs::ConfigType::List,
+            // The topic key's own default: the first broker default in its
+            // unit (168 hours is 604800000 ms).
+            default: def
+                .synonyms
+                .iter()
+                .find_map(|s| s.key.default.value().map(|v| (s.scale, v)))
+                .and_then(|(factor, v)| scale(def, factor, v).ok())
+                .map(|v| v.render()),
+        };
+    }
+    if defs::ACCEPTED_TOPIC_KEYS.contains(&name) {
+        return KeyKind::Alterable {
+            list: name.ends_with(".throttled.replicas"),
+            default: None,
+        };
+    }
+    KeyKind::Unknown
+}
+
+/// AlterConfigs on a BROKER: the topic-default keys Kafka reconfigures at
+/// run time (the first broker synonym of each topic key, Kafka's
+/// `DynamicLogConfig`); every other key we know is read-only.
+pub fn broker_key_kind(name: &str) -> KeyKind {
+    if let Some(def) = defs::TOPIC_DEFS
+        .iter()
+        .find(|t| t.synonyms.first().is_some_and(|s| s.key.name == name))
+    {
+        let key = &def.synonyms[0].key;
+        return KeyKind::Alterable {
+            list: key.ty == defs::ConfigType::List,
+            default: key.default.value().map(|v| v.render()),
+        };
+    }
+    if defs::accepted_dynamic_broker_key(name) {
+        return KeyKind::Alterable {
+            list: false,
+            default: None,
+        };
+    }
+    if defs::broker_key(name).is_some()
+        || name == BROKER_ID.name
+        || defs::ACCEPTED_BROKER_KEYS.contains(&name)
+    {
+        return KeyKind::ReadOnly;
+    }
+    KeyKind::Unknown
 }
 
 /// Effective per-topic settings: broker defaults with the topic's overrides
@@ -92,7 +169,9 @@ pub struct TopicConfig {
 
 impl TopicConfig {
     pub fn compacted(&self) -> bool {
-        self.cleanup_policy.split(',').any(|p| p.trim() == "compact")
+        self.cleanup_policy
+            .split(',')
+            .any(|p| p.trim() == "compact")
     }
 
     pub fn deletes(&self) -> bool {
@@ -123,7 +202,44 @@ impl TopicConfig {
                 .and_then(|value| config.store(def.field, &value))
                 .map_err(|reason| ConfigError::invalid(key, raw, reason))?;
         }
+        // Kafka's LogConfig.validateValues cross-check.
+        if config.min_compaction_lag_ms > config.max_compaction_lag_ms {
+            return Err(ConfigError::invalid(
+                "min.compaction.lag.ms",
+                &config.min_compaction_lag_ms.to_string(),
+                format!(
+                    "conflict topic config setting min.compaction.lag.ms ({}) > max.compaction.lag.ms ({})",
+                    config.min_compaction_lag_ms, config.max_compaction_lag_ms
+                ),
+            ));
+        }
         Ok(config)
+    }
+
+    /// [`TopicConfig::resolve`] for overrides already in the metadata log
+    /// (replay, and re-deriving after a dynamic broker default changed): a
+    /// value that no longer validates is skipped with a warning and the
+    /// compaction-lag cross-check is not made, so one bad key never costs the
+    /// topic its other overrides (`cleanup.policy=compact` above all). Kafka
+    /// likewise builds a stored topic config without validating it again.
+    pub fn resolve_stored(
+        topic: &str,
+        defaults: &TopicConfig,
+        overrides: &IndexMap<String, String>,
+    ) -> TopicConfig {
+        let mut config = defaults.clone();
+        for (key, raw) in overrides {
+            let Some(def) = defs::topic_def(key) else {
+                continue;
+            };
+            if let Err(reason) = def
+                .parse(raw)
+                .and_then(|value| config.store(def.field, &value))
+            {
+                tracing::warn!(topic, key = %key, value = %raw, "stored topic config no longer valid ({reason}); using the default for this key");
+            }
+        }
+        config
     }
 
     /// Starting point that `derive_topic_defaults` overwrites field by field.
@@ -322,9 +438,15 @@ pub struct BrokerConfig {
     pub default_replication_factor: i16,
     pub auto_create_topics_enable: bool,
     pub log_retention_check_interval_ms: i64,
+    /// `log.cleaner.*`.
+    pub log_cleaner: crate::log::cleaner::CleanerConfig,
     pub message_max_bytes: i32,
     pub socket_request_max_bytes: i32,
     pub max_connections: i32,
+    /// `runnel.metrics.listener`; `None` when disabled.
+    pub metrics_listener: Option<crate::metrics::MetricsListener>,
+    /// `runnel.slow.request.ms`; negative disables the slow-request log.
+    pub slow_request_ms: i64,
     pub topic_defaults: TopicConfig,
     pub group: GroupConfig,
     pub txn: TxnConfig,
@@ -365,7 +487,7 @@ impl BrokerConfig {
                 // Confluent images' spelling, so the former wins.
                 sources::EnvVar::ClusterId if name == "CLUSTER_ID" => cluster_id = Some(value),
                 sources::EnvVar::ClusterId => kafka_cluster_id = Some(value),
-                sources::EnvVar::Ignored => {}
+                sources::EnvVar::Ignored => sources::log_ignored_env(&name),
             }
         }
         for arg in overrides {
@@ -391,6 +513,8 @@ impl BrokerConfig {
             ("listeners", "PLAINTEXT://127.0.0.1:0".to_owned()),
             ("log.dirs", log_dir.to_string_lossy().into_owned()),
             ("group.initial.rebalance.delay.ms", "0".to_owned()),
+            // Parallel test brokers: tests that scrape set their own port 0.
+            ("runnel.metrics.listener", String::new()),
         ] {
             supply(&mut supplied, key.to_owned(), value, Origin::Programmatic);
         }
@@ -424,12 +548,65 @@ impl BrokerConfig {
         Ok(())
     }
 
+    /// The topic defaults with dynamic broker configs layered over the static
+    /// ones (this node's over the cluster-wide ones). Fails, naming the key,
+    /// if a dynamic value does not validate.
+    pub fn topic_defaults_with(
+        &self,
+        dynamic: &DynamicBrokerConfigs,
+    ) -> Result<TopicConfig, ConfigError> {
+        let mut merged = self.explicit.clone();
+        for (key, raw) in dynamic.cluster.iter().chain(&dynamic.per_broker) {
+            if defs::accepted_dynamic_broker_key(key) {
+                continue;
+            }
+            let Some(def) = defs::broker_key(key) else {
+                return Err(ConfigError::invalid(key, raw, "not a broker config"));
+            };
+            let value = def
+                .parse(raw)
+                .map_err(|reason| ConfigError::invalid(key, raw, reason))?;
+            merged.insert(def.name, value);
+        }
+        Effective { explicit: &merged }.topic_defaults()
+    }
+
     /// DescribeConfigs for this broker: every broker key we honour, sorted by
     /// name. `keys` of `None` or empty means all of them.
     pub fn describe(
         &self,
         keys: Option<&[String]>,
         include_synonyms: bool,
+    ) -> Vec<DescribedConfig> {
+        self.describe_dynamic(keys, include_synonyms, &DynamicBrokerConfigs::default())
+    }
+
+    /// DescribeConfigs for the cluster-wide default resource (name ""): only
+    /// the keys set there, as Kafka answers; this node's own dynamic values
+    /// are left out of the synonyms.
+    pub fn describe_cluster_defaults(
+        &self,
+        keys: Option<&[String]>,
+        include_synonyms: bool,
+        dynamic: &DynamicBrokerConfigs,
+    ) -> Vec<DescribedConfig> {
+        let cluster_only = DynamicBrokerConfigs {
+            per_broker: IndexMap::new(),
+            cluster: dynamic.cluster.clone(),
+        };
+        self.describe_dynamic(keys, include_synonyms, &cluster_only)
+            .into_iter()
+            .filter(|c| dynamic.cluster.contains_key(&c.name))
+            .collect()
+    }
+
+    /// DescribeConfigs for this broker with its dynamic configs: the value and
+    /// source are those of the highest-precedence layer that sets the key.
+    pub fn describe_dynamic(
+        &self,
+        keys: Option<&[String]>,
+        include_synonyms: bool,
+        dynamic: &DynamicBrokerConfigs,
     ) -> Vec<DescribedConfig> {
         let mut wanted: Vec<&KeyDef> = defs::broker_keys()
             .filter(|d| is_wanted(keys, d.name))
@@ -438,14 +615,12 @@ impl BrokerConfig {
         wanted
             .into_iter()
             .map(|def| {
-                let value = self
-                    .explicit
-                    .get(def.name)
-                    .cloned()
-                    .or_else(|| def.default.value())
-                    .map(|v| v.render());
                 let group = defs::synonym_group(def.name);
-                let mut synonyms = self.broker_synonyms(&group);
+                let mut synonyms = self.broker_synonyms(&group, dynamic);
+                let value = synonyms
+                    .iter()
+                    .find(|s| s.name == def.name)
+                    .and_then(|s| s.value.clone());
                 // Kafka drops the higher-precedence synonyms when describing a
                 // lower one: log.retention.hours does not list log.retention.ms.
                 let first = synonyms
@@ -457,8 +632,7 @@ impl BrokerConfig {
                     name: def.name.to_owned(),
                     value,
                     source: synonyms.first().map_or(ConfigSource::Default, |s| s.source),
-                    // Nothing on the broker can be changed at runtime yet.
-                    read_only: true,
+                    read_only: broker_key_kind(def.name) == KeyKind::ReadOnly,
                     is_sensitive: false,
                     config_type: def.ty.code(),
                     documentation: Some(def.doc.to_owned()),
@@ -472,9 +646,32 @@ impl BrokerConfig {
             .collect()
     }
 
-    /// Kafka's synonym order: every explicitly set key of the group, then
-    /// every default of the group.
-    fn broker_synonyms(&self, group: &[&'static str]) -> Vec<Synonym> {
+    /// Kafka's synonym order: the group's keys set dynamically for this node,
+    /// then those set as cluster defaults, then the statically set ones, then
+    /// the defaults. A stored dynamic value is shown as parsed (Kafka's form).
+    fn broker_synonyms(
+        &self,
+        group: &[&'static str],
+        dynamic: &DynamicBrokerConfigs,
+    ) -> Vec<Synonym> {
+        let layer = |map: &IndexMap<String, String>, source: ConfigSource| {
+            group
+                .iter()
+                .filter_map(|name| {
+                    let raw = map.get(*name)?;
+                    let value = defs::broker_key(name)
+                        .and_then(|d| d.parse(raw).ok())
+                        .map_or_else(|| raw.clone(), |v| v.render());
+                    Some(Synonym {
+                        name: (*name).to_owned(),
+                        value: Some(value),
+                        source,
+                    })
+                })
+                .collect::<Vec<_>>()
+        };
+        let mut out = layer(&dynamic.per_broker, ConfigSource::DynamicBroker);
+        out.extend(layer(&dynamic.cluster, ConfigSource::DynamicDefaultBroker));
         let set = group.iter().filter_map(|name| {
             self.explicit.get(name).map(|v| Synonym {
                 name: (*name).to_owned(),
@@ -491,7 +688,8 @@ impl BrokerConfig {
                     source: ConfigSource::Default,
                 })
         });
-        set.chain(defaults).collect()
+        out.extend(set.chain(defaults));
+        out
     }
 
     fn build(
@@ -565,9 +763,26 @@ impl BrokerConfig {
                 .and_then(|v| v.bool())
                 .unwrap_or_default(),
             log_retention_check_interval_ms: eff.num("log.retention.check.interval.ms"),
+            log_cleaner: crate::log::cleaner::CleanerConfig {
+                enable: eff
+                    .get("log.cleaner.enable")
+                    .and_then(|v| v.bool())
+                    .unwrap_or(true),
+                backoff_ms: eff.num("log.cleaner.backoff.ms"),
+                dedupe_buffer_size: eff.num("log.cleaner.dedupe.buffer.size"),
+                io_buffer_size: eff.num("log.cleaner.io.buffer.size"),
+                threads: eff.int("log.cleaner.threads")?,
+            },
             message_max_bytes: eff.int("message.max.bytes")?,
             socket_request_max_bytes: eff.int("socket.request.max.bytes")?,
             max_connections: eff.int("max.connections")?,
+            metrics_listener: {
+                let key = crate::metrics::LISTENER_KEY;
+                let raw = eff.text(key).unwrap_or_default();
+                crate::metrics::MetricsListener::parse(&raw, explicit.contains_key(key))
+                    .map_err(|reason| ConfigError::invalid(key, &raw, reason))?
+            },
+            slow_request_ms: eff.num("runnel.slow.request.ms"),
             topic_defaults: eff.topic_defaults()?,
             group: GroupConfig {
                 offsets_topic_num_partitions: eff.int("offsets.topic.num.partitions")?,
@@ -734,8 +949,11 @@ fn hostname() -> String {
 /// explicitly set broker keys, then the broker defaults. Unlike Kafka, a set
 /// lower-precedence synonym (log.retention.hours for retention.ms) is listed
 /// rather than hidden, since it is what actually supplies the value.
+/// `defaults` are the effective topic defaults the dynamic configs produce.
 pub fn describe_topic(
     broker: &BrokerConfig,
+    dynamic: &DynamicBrokerConfigs,
+    defaults: &TopicConfig,
     overrides: &IndexMap<String, String>,
     keys: Option<&[String]>,
     include_synonyms: bool,
@@ -756,7 +974,7 @@ pub fn describe_topic(
                 .map(|v| v.render());
             let value = overridden
                 .clone()
-                .unwrap_or_else(|| broker.topic_defaults.render(def.field));
+                .unwrap_or_else(|| defaults.render(def.field));
             let group: Vec<&'static str> = def.synonyms.iter().map(|s| s.key.name).collect();
             let mut synonyms = Vec::new();
             if let Some(v) = overridden {
@@ -766,7 +984,7 @@ pub fn describe_topic(
                     source: ConfigSource::DynamicTopic,
                 });
             }
-            synonyms.extend(broker.broker_synonyms(&group));
+            synonyms.extend(broker.broker_synonyms(&group, dynamic));
             DescribedConfig {
                 name: def.name.to_owned(),
                 value: Some(value),

@@ -123,6 +123,22 @@ const IMAGE_VARS: &[&str] = &[
     "KAFKA_TOOLS_LOG4J_LOGLEVEL",
 ];
 
+fn is_image_var(name: &str) -> bool {
+    IMAGE_VARS.contains(&name) || name.starts_with("KAFKA_JMX_")
+}
+
+/// One log line for a variable the official image would consume for the JVM,
+/// log4j or JMX: it means nothing to Runnel, and saying so beats silence.
+/// Other variables (PATH, HOME, ...) are not mentioned.
+pub(crate) fn log_ignored_env(name: &str) {
+    if is_image_var(name) {
+        tracing::info!(
+            variable = name,
+            "environment variable ignored: it configures the JVM, log4j or JMX of the apache/kafka image"
+        );
+    }
+}
+
 /// Maps a variable name the way the official image does: strip `KAFKA_`,
 /// lowercase, then `___` → `-`, `__` → `_`, `_` → `.`.
 pub(crate) fn classify_env(name: &str) -> EnvVar {
@@ -132,7 +148,7 @@ pub(crate) fn classify_env(name: &str) -> EnvVar {
     let Some(rest) = name.strip_prefix("KAFKA_") else {
         return EnvVar::Ignored;
     };
-    if rest.is_empty() || IMAGE_VARS.contains(&name) {
+    if rest.is_empty() || is_image_var(name) {
         return EnvVar::Ignored;
     }
     let lower = rest.to_ascii_lowercase();
@@ -169,5 +185,111 @@ pub(crate) fn parse_override(arg: &str) -> Result<(String, String), ConfigError>
         _ => Err(ConfigError::MalformedOverride {
             arg: arg.to_owned(),
         }),
+    }
+}
+
+#[cfg(test)]
+mod env_tests {
+    use super::*;
+
+    #[test]
+    fn kafka_image_variable_names() {
+        for (var, key) in [
+            ("KAFKA_LISTENERS", "listeners"),
+            ("KAFKA_ADVERTISED_LISTENERS", "advertised.listeners"),
+            (
+                "KAFKA_LISTENER_SECURITY_PROTOCOL_MAP",
+                "listener.security.protocol.map",
+            ),
+            ("KAFKA_PROCESS_ROLES", "process.roles"),
+            ("KAFKA_CONTROLLER_QUORUM_VOTERS", "controller.quorum.voters"),
+            (
+                "KAFKA_CONTROLLER_LISTENER_NAMES",
+                "controller.listener.names",
+            ),
+            (
+                "KAFKA_INTER_BROKER_LISTENER_NAME",
+                "inter.broker.listener.name",
+            ),
+            ("KAFKA_NUM_PARTITIONS", "num.partitions"),
+            (
+                "KAFKA_AUTO_CREATE_TOPICS_ENABLE",
+                "auto.create.topics.enable",
+            ),
+            (
+                "KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR",
+                "offsets.topic.replication.factor",
+            ),
+            (
+                "KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR",
+                "transaction.state.log.replication.factor",
+            ),
+            (
+                "KAFKA_GROUP_INITIAL_REBALANCE_DELAY_MS",
+                "group.initial.rebalance.delay.ms",
+            ),
+            // Lower case is kept as is; only the prefix must be upper case.
+            ("KAFKA_log_dirs", "log.dirs"),
+            // The image's escapes: `__` is `_`, `___` is `-`.
+            (
+                "KAFKA_LISTENER_NAME_PLAINTEXT__HOST_SASL_ENABLED___MECHANISMS",
+                "listener.name.plaintext_host.sasl.enabled-mechanisms",
+            ),
+            // The prefix takes one underscore of a run that follows it.
+            ("KAFKA___LEADING", "_leading"),
+            ("KAFKA____LEADING", "-leading"),
+            ("KAFKA_TRAILING__", "trailing_"),
+        ] {
+            assert_eq!(classify_env(var), EnvVar::Config(key.into()), "{var}");
+        }
+    }
+
+    #[test]
+    fn jvm_log4j_and_jmx_variables_are_not_configs() {
+        for var in [
+            "KAFKA_HEAP_OPTS",
+            "KAFKA_OPTS",
+            "KAFKA_JVM_PERFORMANCE_OPTS",
+            "KAFKA_GC_LOG_OPTS",
+            "KAFKA_LOG4J_OPTS",
+            "KAFKA_LOG4J_LOGGERS",
+            "KAFKA_JMX_OPTS",
+            "KAFKA_JMX_PORT",
+            "KAFKA_JMX_HOSTNAME",
+            "KAFKA_DEBUG",
+        ] {
+            assert_eq!(classify_env(var), EnvVar::Ignored, "{var}");
+            assert!(is_image_var(var), "{var}");
+        }
+        // Not the image's: no log line for these.
+        for var in ["PATH", "HOSTNAME", "KAFKA_LOG_DIRS"] {
+            assert!(!is_image_var(var), "{var}");
+        }
+    }
+
+    #[test]
+    fn env_sits_between_file_and_flags() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("server.properties");
+        std::fs::write(&file, "num.partitions=2\nauto.create.topics.enable=true\n").unwrap();
+        let env = vec![
+            ("KAFKA_NUM_PARTITIONS".to_owned(), "3".to_owned()),
+            (
+                "KAFKA_AUTO_CREATE_TOPICS_ENABLE".to_owned(),
+                "false".to_owned(),
+            ),
+            ("KAFKA_HEAP_OPTS".to_owned(), "-Xmx1G".to_owned()),
+            ("KAFKA_JMX_PORT".to_owned(), "not-a-port".to_owned()),
+        ];
+        let c = crate::config::BrokerConfig::load(
+            Some(&file),
+            env.clone(),
+            &["num.partitions=4".to_owned()],
+        )
+        .unwrap();
+        assert_eq!(c.num_partitions, 4);
+        assert!(!c.auto_create_topics_enable);
+        let c = crate::config::BrokerConfig::load(Some(&file), env, &[]).unwrap();
+        assert_eq!(c.num_partitions, 3);
     }
 }

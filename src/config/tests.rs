@@ -742,7 +742,15 @@ fn describe_topic_sources_and_synonyms() {
     ])
     .unwrap();
     let overrides = map(&[("retention.ms", "1000"), ("cleanup.policy", "compact")]);
-    let all = describe_topic(&broker, &overrides, None, true);
+    let none = DynamicBrokerConfigs::default();
+    let all = describe_topic(
+        &broker,
+        &none,
+        &broker.topic_defaults,
+        &overrides,
+        None,
+        true,
+    );
     let names: Vec<&str> = all.iter().map(|c| c.name.as_str()).collect();
     let mut sorted = names.clone();
     sorted.sort_unstable();
@@ -804,6 +812,8 @@ fn describe_topic_sources_and_synonyms() {
     // Filtering and no synonyms.
     let some = describe_topic(
         &broker,
+        &none,
+        &broker.topic_defaults,
         &overrides,
         Some(&["segment.bytes".to_string(), "nope".to_string()]),
         false,
@@ -830,7 +840,17 @@ fn describe_broker() {
     }
     assert!(!names.contains("broker.id") && !names.contains("process.roles"));
     assert_eq!(names.len(), defs::broker_keys().count());
-    assert!(all.iter().all(|d| d.read_only && !d.is_sensitive));
+    assert!(all.iter().all(|d| !d.is_sensitive));
+    // Only the topic defaults Kafka reconfigures at run time are writable.
+    for d in &all {
+        let dynamic = defs::TOPIC_DEFS
+            .iter()
+            .any(|t| t.synonyms[0].key.name == d.name);
+        assert_eq!(d.read_only, !dynamic, "{}", d.name);
+    }
+    assert!(!find(&all, "log.retention.ms").read_only);
+    assert!(find(&all, "log.retention.hours").read_only);
+    assert!(find(&all, "num.partitions").read_only);
 
     let partitions = find(&all, "num.partitions");
     assert_eq!(partitions.value.as_deref(), Some("3"));
@@ -897,7 +917,14 @@ fn table_is_consistent() {
         }
     }
     for def in defs::TOPIC_DEFS {
-        assert!(names.insert(def.name), "{} defined twice", def.name);
+        // compression.type is, as in Kafka, both a topic key and its own
+        // broker synonym.
+        let own_synonym = def.synonyms.iter().any(|s| s.key.name == def.name);
+        assert!(
+            names.insert(def.name) || own_synonym,
+            "{} defined twice",
+            def.name
+        );
         assert!(
             def.synonyms.iter().any(|s| s.key.default.value().is_some()),
             "{} has no default",
@@ -911,7 +938,7 @@ fn table_is_consistent() {
         .collect();
     assert_eq!(
         fields.len(),
-        10,
+        17,
         "every TopicConfig field has exactly one key"
     );
     for key in defs::ACCEPTED_BROKER_KEYS {
@@ -931,6 +958,8 @@ fn table_is_consistent() {
 #[test]
 fn source_codes_match_kafka() {
     assert_eq!(ConfigSource::DynamicTopic as i8, 1);
+    assert_eq!(ConfigSource::DynamicBroker as i8, 2);
+    assert_eq!(ConfigSource::DynamicDefaultBroker as i8, 3);
     assert_eq!(ConfigSource::StaticBroker as i8, 4);
     assert_eq!(ConfigSource::Default as i8, 5);
 }
@@ -1113,4 +1142,255 @@ fn default_for_tests_has_no_initial_rebalance_delay() {
         (c.group.max_size, c.group.initial_rebalance_delay_ms),
         (5, 0)
     );
+}
+
+#[test]
+fn new_topic_keys_resolve_and_validate() {
+    let defaults = BrokerConfig::default_for_tests(PathBuf::from("/tmp/x")).topic_defaults;
+    // Kafka 4 defaults.
+    assert_eq!(defaults.message_timestamp_before_max_ms, i64::MAX);
+    assert_eq!(defaults.message_timestamp_after_max_ms, 3_600_000);
+    assert_eq!(defaults.min_compaction_lag_ms, 0);
+    assert_eq!(defaults.max_compaction_lag_ms, i64::MAX);
+    assert_eq!(defaults.delete_retention_ms, 86_400_000);
+    assert_eq!(defaults.min_cleanable_dirty_ratio, 0.5);
+    assert_eq!(defaults.compression_type, "producer");
+    let t = TopicConfig::resolve(
+        &defaults,
+        &map(&[
+            ("message.timestamp.before.max.ms", "1000"),
+            ("message.timestamp.after.max.ms", "0"),
+            ("min.compaction.lag.ms", "5"),
+            ("max.compaction.lag.ms", "6"),
+            ("delete.retention.ms", "7"),
+            ("min.cleanable.dirty.ratio", " .25 "),
+            ("compression.type", "lz4"),
+            ("compression.zstd.level", "9"),
+        ]),
+    )
+    .unwrap();
+    assert_eq!(
+        (
+            t.message_timestamp_before_max_ms,
+            t.message_timestamp_after_max_ms,
+            t.min_compaction_lag_ms,
+            t.max_compaction_lag_ms,
+            t.delete_retention_ms,
+            t.min_cleanable_dirty_ratio,
+            t.compression_type.as_str()
+        ),
+        (1000, 0, 5, 6, 7, 0.25, "lz4")
+    );
+    for (key, value) in [
+        ("message.timestamp.before.max.ms", "-1"),
+        ("message.timestamp.after.max.ms", "x"),
+        ("min.compaction.lag.ms", "-1"),
+        ("max.compaction.lag.ms", "0"),
+        ("delete.retention.ms", "-5"),
+        ("min.cleanable.dirty.ratio", "1.01"),
+        ("min.cleanable.dirty.ratio", "-0.1"),
+        ("min.cleanable.dirty.ratio", "NaN"),
+        ("min.cleanable.dirty.ratio", "half"),
+        ("compression.type", "brotli"),
+        ("compression.type", "GZIP"),
+    ] {
+        let e = TopicConfig::resolve(&defaults, &map(&[(key, value)])).unwrap_err();
+        assert!(
+            matches!(e, ConfigError::InvalidValue { .. }),
+            "{key}={value}: {e}"
+        );
+    }
+    let e = TopicConfig::resolve(
+        &defaults,
+        &map(&[
+            ("min.compaction.lag.ms", "10"),
+            ("max.compaction.lag.ms", "5"),
+        ]),
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("conflict"), "{e}");
+    // Broker synonyms feed the defaults.
+    let c = load_flags(&[
+        "log.cleaner.min.cleanable.ratio=0.9",
+        "compression.type=gzip",
+        "log.message.timestamp.after.max.ms=10",
+        "log.cleaner.delete.retention.ms=11",
+    ])
+    .unwrap();
+    let d = &c.topic_defaults;
+    assert_eq!(d.min_cleanable_dirty_ratio, 0.9);
+    assert_eq!(d.compression_type, "gzip");
+    assert_eq!(d.message_timestamp_after_max_ms, 10);
+    assert_eq!(d.delete_retention_ms, 11);
+    assert!(load_flags(&["log.cleaner.min.cleanable.ratio=2"]).is_err());
+}
+
+#[test]
+fn doubles_render_as_java_does() {
+    for (f, want) in [
+        (0.5, "0.5"),
+        (1.0, "1.0"),
+        (0.0, "0.0"),
+        (0.25, "0.25"),
+        (0.001, "0.001"),
+        (0.0001, "1.0E-4"),
+        (1.5e-5, "1.5E-5"),
+        (12345678.0, "1.2345678E7"),
+        (100.0, "100.0"),
+    ] {
+        assert_eq!(defs::java_double(f), want, "{f}");
+    }
+    let c = BrokerConfig::load(None, Vec::new(), &[]).unwrap();
+    let d = c.describe(
+        Some(&["log.cleaner.min.cleanable.ratio".to_string()]),
+        false,
+    );
+    assert_eq!(d[0].value.as_deref(), Some("0.5"));
+    assert_eq!(d[0].config_type, 6);
+}
+
+#[test]
+fn key_kinds_for_alter_configs() {
+    assert_eq!(
+        topic_key_kind("cleanup.policy"),
+        KeyKind::Alterable {
+            list: true,
+            default: Some("delete".into())
+        }
+    );
+    assert_eq!(
+        topic_key_kind("retention.ms"),
+        KeyKind::Alterable {
+            list: false,
+            default: Some("604800000".into())
+        }
+    );
+    assert!(matches!(
+        topic_key_kind("leader.replication.throttled.replicas"),
+        KeyKind::Alterable { list: true, .. }
+    ));
+    assert!(matches!(
+        topic_key_kind("preallocate"),
+        KeyKind::Alterable { list: false, .. }
+    ));
+    assert_eq!(topic_key_kind("log.retention.ms"), KeyKind::Unknown);
+    assert_eq!(topic_key_kind("nope"), KeyKind::Unknown);
+
+    assert!(matches!(
+        broker_key_kind("log.cleanup.policy"),
+        KeyKind::Alterable { list: true, .. }
+    ));
+    for key in [
+        "log.retention.ms",
+        "log.roll.ms",
+        "message.max.bytes",
+        "compression.type",
+        "log.cleaner.min.cleanable.ratio",
+        "log.message.timestamp.after.max.ms",
+    ] {
+        assert!(
+            matches!(broker_key_kind(key), KeyKind::Alterable { list: false, .. }),
+            "{key}"
+        );
+    }
+    for key in [
+        "log.retention.hours",
+        "log.roll.hours",
+        "log.flush.scheduler.interval.ms",
+        "num.partitions",
+        "listeners",
+        "broker.id",
+        "process.roles",
+    ] {
+        assert_eq!(broker_key_kind(key), KeyKind::ReadOnly, "{key}");
+    }
+    assert_eq!(broker_key_kind("retention.ms"), KeyKind::Unknown);
+}
+
+#[test]
+fn dynamic_broker_configs_layer_over_static_ones() {
+    let c = load_flags(&["log.retention.hours=24", "log.segment.bytes=5000"]).unwrap();
+    let mut dynamic = DynamicBrokerConfigs::default();
+    assert_eq!(c.topic_defaults_with(&dynamic).unwrap(), c.topic_defaults);
+    dynamic
+        .cluster
+        .insert("log.retention.ms".into(), "60000".into());
+    dynamic
+        .cluster
+        .insert("log.segment.bytes".into(), "7000".into());
+    dynamic
+        .per_broker
+        .insert("log.segment.bytes".into(), "9000".into());
+    let d = c.topic_defaults_with(&dynamic).unwrap();
+    assert_eq!((d.retention_ms, d.segment_bytes), (60_000, 9000));
+
+    let described = c.describe_dynamic(Some(&["log.segment.bytes".to_string()]), true, &dynamic);
+    assert_eq!(described[0].value.as_deref(), Some("9000"));
+    assert_eq!(described[0].source, ConfigSource::DynamicBroker);
+    assert!(!described[0].read_only);
+    assert_eq!(
+        described[0].synonyms,
+        vec![
+            syn("log.segment.bytes", "9000", ConfigSource::DynamicBroker),
+            syn(
+                "log.segment.bytes",
+                "7000",
+                ConfigSource::DynamicDefaultBroker
+            ),
+            syn("log.segment.bytes", "5000", ConfigSource::StaticBroker),
+            syn("log.segment.bytes", "1073741824", ConfigSource::Default),
+        ]
+    );
+    let cluster = c.describe_cluster_defaults(None, true, &dynamic);
+    let names: Vec<&str> = cluster.iter().map(|d| d.name.as_str()).collect();
+    assert_eq!(names, ["log.retention.ms", "log.segment.bytes"]);
+    assert_eq!(cluster[1].value.as_deref(), Some("7000"));
+    assert_eq!(cluster[1].source, ConfigSource::DynamicDefaultBroker);
+    assert!(cluster[1]
+        .synonyms
+        .iter()
+        .all(|s| s.source != ConfigSource::DynamicBroker));
+
+    let topic = describe_topic(&c, &dynamic, &d, &IndexMap::new(), None, true);
+    let retention = find(&topic, "retention.ms");
+    assert_eq!(retention.value.as_deref(), Some("60000"));
+    assert_eq!(retention.source, ConfigSource::DynamicDefaultBroker);
+    assert_eq!(
+        retention.synonyms,
+        vec![
+            syn(
+                "log.retention.ms",
+                "60000",
+                ConfigSource::DynamicDefaultBroker
+            ),
+            syn("log.retention.hours", "24", ConfigSource::StaticBroker),
+            syn("log.retention.hours", "168", ConfigSource::Default),
+        ]
+    );
+
+    dynamic
+        .per_broker
+        .insert("log.retention.ms".into(), "0".into());
+    let e = c.topic_defaults_with(&dynamic).unwrap_err();
+    assert_eq!(key_of(&e), Some("log.retention.ms"));
+}
+
+#[test]
+fn shipped_example_file_documents_every_key() {
+    let root = Path::new(file!()).ancestors().nth(3).unwrap();
+    let text = std::fs::read_to_string(root.join("config/server.properties")).unwrap();
+    for def in defs::broker_keys() {
+        assert!(
+            text.contains(&format!("#{}=", def.name)),
+            "config/server.properties lacks #{}=",
+            def.name
+        );
+    }
+    for def in defs::TOPIC_DEFS {
+        assert!(
+            text.contains(def.name),
+            "config/server.properties does not name topic key {}",
+            def.name
+        );
+    }
 }

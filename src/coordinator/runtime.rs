@@ -73,6 +73,10 @@ pub struct InternalTopic {
     pub name: &'static str,
     pub partitions: i32,
     pub segment_bytes: i64,
+    /// The topic's `compression.type`, fixed as Kafka fixes it
+    /// (`producer` for offsets, `uncompressed` for transaction state), so a
+    /// broker-wide codec never recompresses coordinator batches.
+    pub compression: &'static str,
 }
 
 /// Records per batch (keeps batches well under `max.message.bytes`).
@@ -184,6 +188,7 @@ async fn ensure_topic(
             let mut overrides = IndexMap::new();
             overrides.insert("cleanup.policy".to_owned(), "compact".to_owned());
             overrides.insert("segment.bytes".to_owned(), topic.segment_bytes.to_string());
+            overrides.insert("compression.type".to_owned(), topic.compression.to_owned());
             let b = broker.clone();
             let n = topic.partitions;
             let created = tokio::task::spawn_blocking(move || b.create_topic(name, n, overrides))

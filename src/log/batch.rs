@@ -61,6 +61,8 @@ const CORRUPT_MESSAGE: i16 = 2;
 const MESSAGE_TOO_LARGE: i16 = 10;
 const UNSUPPORTED_COMPRESSION_TYPE: i16 = 76;
 const INVALID_RECORD: i16 = 87;
+const INVALID_TIMESTAMP: i16 = 32;
+const UNKNOWN_SERVER_ERROR: i16 = -1;
 
 /// The fixed fields of a v2 record batch header, as stored (no validation).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -204,6 +206,43 @@ pub enum BatchError {
     UnsupportedCompression(u8),
     #[error("clients may not write control batches")]
     ControlBatchFromClient,
+    /// KIP-467: records refused one by one (keyless on a compacted topic,
+    /// timestamp out of bounds); nothing of the batch is appended. `code` is
+    /// INVALID_TIMESTAMP if any record's timestamp was refused, else
+    /// INVALID_RECORD, and `message` Kafka's summary for the response.
+    #[error("{message}")]
+    RecordErrors {
+        code: i16,
+        errors: Vec<RecordError>,
+        message: String,
+    },
+    /// The records section does not hold `recordsCount` well-formed records.
+    #[error("record batch records are malformed: {0}")]
+    MalformedRecords(&'static str),
+    #[error("cannot decompress record batch: {0}")]
+    Decompress(String),
+    /// Recompressing to the topic's codec failed (not the client's fault).
+    #[error("cannot recompress record batch: {0}")]
+    Recompress(String),
+}
+
+/// One refused record (KIP-467): its index in the batch and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordError {
+    pub batch_index: i32,
+    pub message: String,
+}
+
+impl std::fmt::Display for RecordError {
+    /// As Kafka's `ProduceResponse.RecordError.toString`, which its summary
+    /// message lists.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "RecordError(batchIndex={}, message='{}')",
+            self.batch_index, self.message
+        )
+    }
 }
 
 impl BatchError {
@@ -221,7 +260,22 @@ impl BatchError {
             | BatchError::RecordCountMismatch { .. }
             | BatchError::InvalidRecordCount(_)
             | BatchError::MultipleBatches
-            | BatchError::ControlBatchFromClient => INVALID_RECORD,
+            | BatchError::ControlBatchFromClient
+            | BatchError::MalformedRecords(_) => INVALID_RECORD,
+            BatchError::RecordErrors { code, .. } => *code,
+            BatchError::Decompress(_) => CORRUPT_MESSAGE,
+            BatchError::Recompress(_) => UNKNOWN_SERVER_ERROR,
+        }
+    }
+
+    /// The per-record errors and summary message (Produce v8+ carries
+    /// them), if the batch was refused record by record.
+    pub fn record_errors(&self) -> Option<(&[RecordError], &str)> {
+        match self {
+            BatchError::RecordErrors {
+                errors, message, ..
+            } => Some((errors, message)),
+            _ => None,
         }
     }
 }
@@ -492,6 +546,257 @@ pub fn scan_valid_prefix(buf: &[u8], expected_next_offset: Option<i64>) -> Prefi
 /// [`scan_valid_prefix`] for the rules.
 pub fn valid_prefix_len(buf: &[u8], expected_next_offset: Option<i64>) -> usize {
     scan_valid_prefix(buf, expected_next_offset).valid_len
+}
+
+/// The fields of one v2 record that the produce checks read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RecordInfo {
+    pub timestamp_delta: i64,
+    pub offset_delta: i32,
+    pub has_key: bool,
+}
+
+/// Walks an uncompressed records section (the bytes after the header, or
+/// their decompressed form), reading only the record prefixes: length,
+/// attributes, timestamp delta, offset delta and key length. Yields an error
+/// (once, then stops) at the first record that does not fit its length.
+pub struct RecordIter<'a> {
+    buf: &'a [u8],
+}
+
+impl<'a> RecordIter<'a> {
+    pub fn new(records: &'a [u8]) -> Self {
+        RecordIter { buf: records }
+    }
+
+    /// Bytes not consumed by the records yielded so far.
+    pub fn remaining(&self) -> usize {
+        self.buf.len()
+    }
+}
+
+impl Iterator for RecordIter<'_> {
+    type Item = Result<RecordInfo, BatchError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.buf.is_empty() {
+            return None;
+        }
+        let parsed = parse_record(self.buf);
+        match parsed {
+            Some((info, len)) => {
+                self.buf = &self.buf[len..];
+                Some(Ok(info))
+            }
+            None => {
+                self.buf = &[];
+                Some(Err(BatchError::MalformedRecords(
+                    "invalid record structure",
+                )))
+            }
+        }
+    }
+}
+
+/// One record at the start of `buf`: its prefix fields and its total size.
+fn parse_record(buf: &[u8]) -> Option<(RecordInfo, usize)> {
+    let mut r = buf;
+    let len = usize::try_from(varint(&mut r)?).ok()?;
+    let total = (buf.len() - r.len()).checked_add(len)?;
+    let mut body = r.get(..len)?;
+    let _attributes = take_byte(&mut body)?;
+    let timestamp_delta = varlong(&mut body)?;
+    let offset_delta = varint(&mut body)?;
+    let key_len = varint(&mut body)?;
+    if key_len < -1 || usize::try_from(key_len).is_ok_and(|k| k > body.len()) {
+        return None;
+    }
+    Some((
+        RecordInfo {
+            timestamp_delta,
+            offset_delta,
+            has_key: key_len >= 0,
+        },
+        total,
+    ))
+}
+
+fn take_byte(buf: &mut &[u8]) -> Option<u8> {
+    let (&b, rest) = buf.split_first()?;
+    *buf = rest;
+    Some(b)
+}
+
+/// An unsigned LEB128 value of at most `max_bytes` bytes.
+fn uvarint(buf: &mut &[u8], max_bytes: u32) -> Option<u64> {
+    let mut value = 0u64;
+    for i in 0..max_bytes {
+        let b = take_byte(buf)?;
+        value |= u64::from(b & 0x7f) << (7 * i);
+        if b & 0x80 == 0 {
+            return Some(value);
+        }
+    }
+    None
+}
+
+/// Kafka's zig-zag VarInt.
+fn varint(buf: &mut &[u8]) -> Option<i32> {
+    let v = u32::try_from(uvarint(buf, 5)?).ok()?;
+    Some(((v >> 1) as i32) ^ -((v & 1) as i32))
+}
+
+/// Kafka's zig-zag VarLong.
+fn varlong(buf: &mut &[u8]) -> Option<i64> {
+    let v = uvarint(buf, 10)?;
+    Some(((v >> 1) as i64) ^ -((v & 1) as i64))
+}
+
+/// The per-record rules of a topic on the produce path (Kafka's
+/// `LogValidator.validateRecord`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RecordRules {
+    /// cleanup.policy contains compact: every record needs a key.
+    pub compacted: bool,
+    /// CreateTime topics: how far (ms) a record's timestamp may lie before
+    /// and after the broker's clock (KIP-937); `None` for LogAppendTime.
+    pub timestamp_bounds: Option<(i64, i64)>,
+}
+
+impl RecordRules {
+    /// Whether any rule needs the records read at all.
+    pub fn active(&self) -> bool {
+        self.compacted || self.timestamp_bounds.is_some()
+    }
+}
+
+/// Checks every record of the (uncompressed) `records` section of the batch
+/// `header` describes against `rules`, as Kafka does: the record count must
+/// match, a keyless record on a compacted topic is INVALID_RECORD, a
+/// CreateTime timestamp more than `before` ms before or `after` ms after
+/// `now_ms` is INVALID_TIMESTAMP. All refused records are reported (one
+/// error per record, the key rule first); `partition` (topic, index) names
+/// the partition in messages ("topic-0").
+pub fn check_records(
+    header: &BatchHeader,
+    records: &[u8],
+    rules: &RecordRules,
+    now_ms: i64,
+    (topic, partition): (&str, i32),
+) -> Result<(), BatchError> {
+    let mut errors = Vec::new();
+    let mut bad_timestamp = false;
+    let mut iter = RecordIter::new(records);
+    let mut count: i64 = 0;
+    for (index, record) in iter.by_ref().enumerate() {
+        let record = record?;
+        count += 1;
+        if count > i64::from(header.records_count) {
+            return Err(BatchError::MalformedRecords(
+                "more records than the batch declares",
+            ));
+        }
+        let batch_index = i32::try_from(index).unwrap_or(i32::MAX);
+        if rules.compacted && !record.has_key {
+            errors.push(RecordError {
+                batch_index,
+                message: format!(
+                    "Compacted topic cannot accept message without key in topic partition {topic}-{partition}"
+                ),
+            });
+            continue;
+        }
+        let Some((before, after)) = rules.timestamp_bounds else {
+            continue;
+        };
+        let offset = header
+            .base_offset
+            .saturating_add(i64::from(record.offset_delta));
+        // A LogAppendTime batch's records all carry its maxTimestamp.
+        let timestamp = if header.is_log_append_time() {
+            header.max_timestamp
+        } else {
+            header.base_timestamp.wrapping_add(record.timestamp_delta)
+        };
+        let message = if timestamp != -1 {
+            let diff = i128::from(now_ms) - i128::from(timestamp);
+            if diff <= i128::from(before) && -diff <= i128::from(after) {
+                continue;
+            }
+            format!(
+                "Timestamp {timestamp} of message with offset {offset} is out of range. \
+                 The timestamp should be within [{}, {}]",
+                now_ms.saturating_sub(before),
+                now_ms.saturating_add(after)
+            )
+        } else if header.is_log_append_time() {
+            format!(
+                "Invalid timestamp type in message with offset {offset}. \
+                 Producer should not set timestamp type to LogAppendTime."
+            )
+        } else {
+            continue;
+        };
+        bad_timestamp = true;
+        errors.push(RecordError {
+            batch_index,
+            message,
+        });
+    }
+    if count != i64::from(header.records_count) || iter.remaining() != 0 {
+        return Err(BatchError::MalformedRecords(
+            "record count differs from the batch's recordsCount",
+        ));
+    }
+    if errors.is_empty() {
+        return Ok(());
+    }
+    let (code, message) = if bad_timestamp {
+        (
+            INVALID_TIMESTAMP,
+            "One or more records have been rejected due to invalid timestamp".to_owned(),
+        )
+    } else {
+        let shown: Vec<String> = errors.iter().take(3).map(|e| e.to_string()).collect();
+        (
+            INVALID_RECORD,
+            format!(
+                "One or more records have been rejected due to {} record errors in total, \
+                 and only showing the first three errors at most: [{}]",
+                errors.len(),
+                shown.join(", ")
+            ),
+        )
+    };
+    Err(BatchError::RecordErrors {
+        code,
+        errors,
+        message,
+    })
+}
+
+/// Replaces the compression codec in the attributes of the header at the
+/// start of `batch` (no CRC update; the caller rewrites the whole batch).
+pub(crate) fn set_compression(batch: &mut [u8], codec: u8) {
+    if let Some(h) = BatchHeader::read(batch) {
+        let attributes = (h.attributes & !COMPRESSION_MASK) | (i16::from(codec) & COMPRESSION_MASK);
+        put(batch, ATTRIBUTES_OFFSET, attributes.to_be_bytes());
+    }
+}
+
+/// Sets batchLength to match `batch.len()` and recomputes the CRC, after the
+/// records section was replaced. No change for a buffer shorter than a header.
+pub(crate) fn seal(batch: &mut [u8]) {
+    if batch.len() < HEADER_LEN {
+        return;
+    }
+    let Ok(length) = i32::try_from(batch.len() - LOG_OVERHEAD) else {
+        return;
+    };
+    put(batch, 8, length.to_be_bytes());
+    if let Some(crc) = compute_crc(batch, batch.len()) {
+        put(batch, CRC_OFFSET, crc.to_be_bytes());
+    }
 }
 
 #[cfg(test)]

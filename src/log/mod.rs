@@ -8,6 +8,8 @@
 //! between a clean shutdown and the next start.
 
 pub mod batch;
+pub mod cleaner;
+pub mod compression;
 pub mod control;
 pub mod fsutil;
 pub mod index;
@@ -43,6 +45,7 @@ pub struct LogManager {
     partitions: RwLock<HashMap<(Uuid, i32), Arc<PartitionLog>>>,
     flush_tx: mpsc::UnboundedSender<FlushRequest>,
     flush_rx: parking_lot::Mutex<Option<mpsc::UnboundedReceiver<FlushRequest>>>,
+    cleaner: cleaner::Cleaner,
 }
 
 impl LogManager {
@@ -107,6 +110,7 @@ impl LogManager {
             partitions: RwLock::new(partitions),
             flush_tx,
             flush_rx: parking_lot::Mutex::new(Some(flush_rx)),
+            cleaner: cleaner::Cleaner::new(dir),
         };
         manager.write_checkpoints()?;
         Ok(manager)
@@ -145,6 +149,31 @@ impl LogManager {
         Ok(())
     }
 
+    /// Creates the (empty) logs of partitions `from..info.partitions` of an
+    /// existing topic (CreatePartitions). On failure the ones already made
+    /// are removed again, so a retry starts clean.
+    pub fn create_partitions(&self, info: &TopicInfo, from: i32) -> io::Result<()> {
+        let now = now_ms();
+        let mut created = Vec::new();
+        for p in from..info.partitions {
+            match PartitionLog::create(&self.dir, &info.name, p, info.id, info.config.clone(), now)
+            {
+                Ok(log) => created.push(Arc::new(log)),
+                Err(e) => {
+                    for log in created {
+                        let _ = fs::remove_dir_all(log.dir());
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        let mut map = self.partitions.write();
+        for log in created {
+            map.insert((info.id, log.partition), log);
+        }
+        Ok(())
+    }
+
     /// Forgets a topic's partitions and removes their data: each directory is
     /// renamed (so the name is free at once, as Kafka does with `-delete`)
     /// and removed.
@@ -157,6 +186,7 @@ impl LogManager {
         };
         for log in removed {
             log.mark_deleted();
+            self.cleaner.forget(&log.topic, log.partition);
             let src = log.dir().to_path_buf();
             let doomed = self.dir.join(format!(
                 "{}-{}.{}-delete",
@@ -220,7 +250,24 @@ impl LogManager {
         deleted
     }
 
-    /// Starts the flusher, the retention task and the `flush.ms` timer.
+    /// The log cleaner's settings (`log.cleaner.*`); read by the cleaner
+    /// task at every round.
+    pub fn set_cleaner_config(&self, config: cleaner::CleanerConfig) {
+        *self.cleaner.config.lock() = config;
+    }
+
+    /// Log cleaner counters (metrics).
+    pub fn cleaner_stats(&self) -> cleaner::CleanerStats {
+        self.cleaner.stats()
+    }
+
+    /// The log cleaner (tests and tools clean on demand through it).
+    pub fn cleaner(&self) -> &cleaner::Cleaner {
+        &self.cleaner
+    }
+
+    /// Starts the flusher, the retention task, the `flush.ms` timer and the
+    /// log cleaner.
     pub fn start_background(
         self: &Arc<Self>,
         retention_check_interval_ms: i64,
@@ -288,6 +335,7 @@ impl LogManager {
                 }
             }
         }));
+        tasks.push(self.start_cleaner(shutdown.clone()));
         let manager = self.clone();
         let mut stop = shutdown;
         tasks.push(tokio::spawn(async move {
@@ -311,6 +359,41 @@ impl LogManager {
         tasks
     }
 
+    /// The cleaner task (Kafka's `CleanerThread`, one of it): cleans the
+    /// dirtiest eligible compacted partition on a blocking thread, and backs
+    /// off `log.cleaner.backoff.ms` when there is none.
+    fn start_cleaner(
+        self: &Arc<Self>,
+        mut stop: watch::Receiver<bool>,
+    ) -> tokio::task::JoinHandle<()> {
+        let manager = self.clone();
+        tokio::spawn(async move {
+            loop {
+                let config = manager.cleaner.config.lock().clone();
+                let mut cleaned = false;
+                if config.enable {
+                    let m = manager.clone();
+                    cleaned = tokio::task::spawn_blocking(move || {
+                        let logs = m.all();
+                        m.cleaner.retain(&logs);
+                        m.cleaner.clean_dirtiest(&logs, now_ms())
+                    })
+                    .await
+                    .unwrap_or(false);
+                }
+                let pause = if cleaned {
+                    0
+                } else {
+                    config.backoff_ms.max(1) as u64
+                };
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_millis(pause)) => {}
+                    _ = stop.changed() => break,
+                }
+            }
+        })
+    }
+
     /// Clean shutdown: every partition sealed, snapshotted and fsynced, the
     /// checkpoints written, then the clean-shutdown marker.
     pub fn shutdown(&self) -> io::Result<()> {
@@ -323,6 +406,8 @@ impl LogManager {
     }
 }
 
+#[cfg(test)]
+mod cleaner_tests;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]

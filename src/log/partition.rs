@@ -26,6 +26,7 @@ use parking_lot::Mutex;
 use uuid::Uuid;
 
 use super::batch::{self, BatchError, BatchHeader, HEADER_LEN};
+use super::compression::{self, AppendRules};
 use super::control::{self, Marker, MarkerType};
 use super::fsutil;
 use super::producer_state::{BatchMetadata, ProducerError, ProducerStateManager, SequenceCheck};
@@ -302,6 +303,9 @@ impl PartitionLog {
         opts: OpenOptions,
     ) -> io::Result<PartitionLog> {
         let dir = partition_dir(root, topic, partition);
+        // An interrupted cleaning is finished or undone before the segments
+        // are listed.
+        super::cleaner::recover_files(&dir)?;
         let mut bases = Vec::new();
         for entry in fs::read_dir(&dir)? {
             let name = entry?.file_name();
@@ -339,8 +343,12 @@ impl PartitionLog {
                 }
             }
             // A rolled segment ends where its successor begins; one that
-            // recovery cut short makes everything after it unreachable.
-            let ends_early = needs_recovery && next_base.is_some_and(|n| seg.next_offset < n);
+            // recovery cut short makes everything after it unreachable. (A
+            // cleaned segment may end early with nothing cut: compaction
+            // leaves offset gaps.)
+            let ends_early = needs_recovery
+                && seg.truncated_bytes > 0
+                && next_base.is_some_and(|n| seg.next_offset < n);
             seg.dirty = false;
             rebuild_txn_index.push(needs_recovery || seg.txn_index_dropped_on_open() > 0);
             segments.push(seg);
@@ -479,11 +487,28 @@ impl PartitionLog {
         now_ms: i64,
         guard: Option<TxnVerificationGuard>,
     ) -> Result<Appended, LogError> {
+        // The topic config as of now (a changed config applies from the next
+        // append); record checks and recompression run outside the lock.
+        let rules = {
+            let state = self.state.lock();
+            if self.is_deleted() {
+                return Err(LogError::Deleted);
+            }
+            AppendRules::new(&state.config)
+        };
+        let header = batch::validate_produce_batch(records, rules.max_message_bytes)?;
+        let converted = compression::prepare_append(
+            records,
+            &header,
+            &rules,
+            now_ms,
+            (&self.topic, self.partition),
+        )?;
+        let records = converted.as_deref().unwrap_or(records);
         let mut state = self.state.lock();
         if self.is_deleted() {
             return Err(LogError::Deleted);
         }
-        let header = batch::validate_produce_batch(records, state.config.max_message_bytes)?;
         let log_start_offset = state.log_start_offset;
 
         // Stage producer state: a retry of a stored batch returns its offsets.
@@ -853,7 +878,10 @@ impl PartitionLog {
             let mut i = state.segment_index_for(offset);
             // The offset may sit past the end of its segment when a batch
             // spanning it was compacted away or the segment is empty.
-            while i + 1 < state.segments.len() && state.segments[i].next_offset <= offset {
+            // (A cleaned segment may be empty: nothing at or after its base.)
+            while i + 1 < state.segments.len()
+                && state.segments[i].next_offset <= offset.max(state.segments[i].base_offset)
+            {
                 i += 1;
             }
             // Every aborted transaction that can overlap the read: the
@@ -1161,6 +1189,88 @@ impl PartitionLog {
     /// `Log.size` and DescribeLogDirs count them).
     pub fn size_bytes(&self) -> u64 {
         self.state.lock().segments.iter().map(|s| s.size).sum()
+    }
+
+    /// What the log cleaner needs: the sealed segments and the offsets that
+    /// bound cleaning, copied under the lock (`cleaner.rs`).
+    pub(crate) fn cleaner_view(&self) -> Option<super::cleaner::CleanerView> {
+        let state = self.state.lock();
+        if self.is_deleted() || !state.config.compacted() {
+            return None;
+        }
+        let n = state.segments.len();
+        let segments = (0..n.saturating_sub(1))
+            .map(|i| {
+                let s = &state.segments[i];
+                super::cleaner::SegmentView {
+                    base: s.base_offset,
+                    end: state.segments[i + 1].base_offset,
+                    size: s.size,
+                    file: s.file(),
+                    max_timestamp: s.max_timestamp,
+                    first_batch_timestamp: s.roll_base_timestamp,
+                    aborted: s.aborted_txns().to_vec(),
+                }
+            })
+            .collect();
+        let aborted = state
+            .segments
+            .iter()
+            .flat_map(|s| s.aborted_txns().iter().copied())
+            .collect();
+        let producer_last_offsets = state
+            .producers
+            .iter()
+            .filter_map(|(pid, e)| e.batches.back().map(|b| (pid, b.last_offset)))
+            .collect();
+        Some(super::cleaner::CleanerView {
+            dir: self.dir.clone(),
+            config: state.config.clone(),
+            log_start: state.log_start_offset,
+            last_stable_offset: state.last_stable_offset(),
+            active_base: state.segments[n - 1].base_offset,
+            segments,
+            aborted,
+            producer_last_offsets,
+            index_interval: state.config.index_interval_bytes.max(1) as u64,
+        })
+    }
+
+    /// Swaps a committed cleaned copy (`<base>.log.<end>.swap`) in for
+    /// `members` (base offset, file) under the lock, if they are still the
+    /// log's segments; readers holding their files keep reading them.
+    pub(crate) fn swap_cleaned(
+        &self,
+        members: &[(i64, std::sync::Arc<fs::File>)],
+        end: i64,
+        crash: Option<super::cleaner::CrashPoint>,
+    ) -> io::Result<super::cleaner::SwapOutcome> {
+        use super::cleaner::SwapOutcome;
+        let mut state = self.state.lock();
+        let base = members[0].0;
+        let Some(first) = state.segments.iter().position(|s| s.base_offset == base) else {
+            return Ok(SwapOutcome::Stale);
+        };
+        let count = members.len();
+        let still_there = !self.is_deleted()
+            && first + count < state.segments.len()
+            && state.segments[first + count].base_offset == end
+            && members.iter().enumerate().all(|(i, (b, f))| {
+                let s = &state.segments[first + i];
+                s.base_offset == *b && std::sync::Arc::ptr_eq(&s.file(), f)
+            });
+        if !still_there {
+            return Ok(SwapOutcome::Stale);
+        }
+        if !super::cleaner::finish_swap(&self.dir, base, end, crash)? {
+            return Ok(SwapOutcome::Crashed);
+        }
+        let index_interval = state.config.index_interval_bytes.max(1) as u64;
+        let seg = Segment::open(&self.dir, base, false, index_interval, now_ms())?;
+        state
+            .segments
+            .splice(first..first + count, std::iter::once(seg));
+        Ok(SwapOutcome::Swapped)
     }
 
     pub fn segment_bases(&self) -> Vec<i64> {

@@ -65,6 +65,8 @@ pub struct Segment {
     /// The transaction index has entries not yet fsynced; `.1`: the file was
     /// created since (its directory entry needs a sync too).
     txn_index_unsynced: Option<bool>,
+    /// Bytes the last [`Segment::recover`] cut off (a torn or corrupt tail).
+    pub truncated_bytes: u64,
 }
 
 /// Extensions of the files that belong to a segment.
@@ -119,6 +121,7 @@ impl Segment {
             dirty: true,
             txn_index: None,
             txn_index_unsynced: None,
+            truncated_bytes: 0,
         };
         seg.offset_index.clear()?;
         seg.time_index.clear()?;
@@ -179,6 +182,7 @@ impl Segment {
             dirty: false,
             txn_index,
             txn_index_unsynced: None,
+            truncated_bytes: 0,
         };
         let index_suspect = seg.offset_index.dropped_on_open() > 0
             || seg.time_index.dropped_on_open() > 0
@@ -270,6 +274,7 @@ impl Segment {
         self.offset_of_max_timestamp = max_ts.1;
         self.roll_base_timestamp = summary.first_batch_timestamp;
         self.dirty = truncated > 0;
+        self.truncated_bytes = truncated;
         Ok(truncated)
     }
 

@@ -19,8 +19,8 @@ use indexmap::IndexMap;
 use parking_lot::{Mutex, RwLock};
 use uuid::Uuid;
 
-use crate::config::{ConfigError, TopicConfig};
-pub use records::MetadataRecord;
+use crate::config::{BrokerConfig, ConfigError, DynamicBrokerConfigs, TopicConfig};
+pub use records::{MetadataRecord, QuotaEntity};
 
 pub const METADATA_LOG: &str = "runnel-metadata.log";
 pub const META_PROPERTIES: &str = "meta.properties";
@@ -47,6 +47,11 @@ impl TopicInfo {
 pub struct MetadataImage {
     pub topics: IndexMap<String, Arc<TopicInfo>>,
     pub by_id: HashMap<Uuid, Arc<TopicInfo>>,
+    /// Client quotas (stored, not enforced): entity → key → value.
+    pub client_quotas: std::collections::BTreeMap<QuotaEntity, IndexMap<String, f64>>,
+    /// Dynamic broker configs by resource name (a node id, or "" for the
+    /// cluster-wide defaults): key → value as given to AlterConfigs.
+    pub broker_configs: IndexMap<String, IndexMap<String, String>>,
 }
 
 impl MetadataImage {
@@ -55,6 +60,18 @@ impl MetadataImage {
     }
     pub fn topic_by_id(&self, id: &Uuid) -> Option<&Arc<TopicInfo>> {
         self.by_id.get(id)
+    }
+
+    /// The dynamic configs that apply to node `node_id`.
+    pub fn dynamic_broker(&self, node_id: i32) -> DynamicBrokerConfigs {
+        DynamicBrokerConfigs {
+            per_broker: self
+                .broker_configs
+                .get(&node_id.to_string())
+                .cloned()
+                .unwrap_or_default(),
+            cluster: self.broker_configs.get("").cloned().unwrap_or_default(),
+        }
     }
 }
 
@@ -88,13 +105,33 @@ struct Writer {
 
 impl Writer {
     fn append(&mut self, record: &MetadataRecord) -> Result<(), MetadataError> {
-        let line = record.encode_line();
+        self.append_all(std::slice::from_ref(record))
+    }
+
+    /// Appends the records of one change so that a crash keeps all or none
+    /// of them (a batch), in one write and one fsync. A failed write is cut
+    /// off again: a later record behind a torn line would be lost at replay.
+    fn append_all(&mut self, records: &[MetadataRecord]) -> Result<(), MetadataError> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let text = records::encode_batch(records);
         let io = |source| MetadataError::Io {
             path: self.path.clone(),
             source,
         };
-        self.file.write_all(line.as_bytes()).map_err(io)?;
-        self.file.sync_data().map_err(io)
+        let len = self.file.metadata().map_err(io)?.len();
+        let written = self
+            .file
+            .write_all(text.as_bytes())
+            .and_then(|()| self.file.sync_data());
+        if let Err(e) = written {
+            if let Err(t) = self.file.set_len(len) {
+                tracing::error!(path = %self.path.display(), "cutting off a failed metadata write failed: {t}");
+            }
+            return Err(io(e));
+        }
+        Ok(())
     }
 }
 
@@ -107,7 +144,11 @@ pub struct MetadataStore {
     writer: Mutex<Writer>,
     cluster_id: String,
     node_id: i32,
+    /// Effective topic defaults: the static ones with dynamic broker configs
+    /// layered on (once `use_broker_config` has supplied the static config).
     topic_defaults: RwLock<TopicConfig>,
+    /// The static broker configuration the dynamic configs layer over.
+    static_config: RwLock<Option<BrokerConfig>>,
 }
 
 impl MetadataStore {
@@ -168,6 +209,7 @@ impl MetadataStore {
             cluster_id,
             node_id,
             topic_defaults: RwLock::new(topic_defaults),
+            static_config: RwLock::new(None),
         })
     }
 
@@ -232,18 +274,19 @@ impl MetadataStore {
             config,
         };
         prepare(&info)?;
-        writer.append(&MetadataRecord::Topic {
+        // One batch: a crash must not leave the topic without its overrides
+        // (`__consumer_offsets` without `cleanup.policy=compact`).
+        let mut records = vec![MetadataRecord::Topic {
             name: name.to_string(),
             id,
             partitions,
-        })?;
-        for (key, value) in &overrides {
-            writer.append(&MetadataRecord::Config {
-                id,
-                key: key.clone(),
-                value: Some(value.clone()),
-            })?;
-        }
+        }];
+        records.extend(overrides.iter().map(|(key, value)| MetadataRecord::Config {
+            id,
+            key: key.clone(),
+            value: Some(value.clone()),
+        }));
+        writer.append_all(&records)?;
         let info = Arc::new(info);
         let mut next = (*image).clone();
         next.topics.insert(info.name.clone(), info.clone());
@@ -265,6 +308,220 @@ impl MetadataStore {
         next.by_id.remove(&id);
         *self.image.write() = Arc::new(next);
         Ok(info)
+    }
+
+    /// Grows topic `id` to `count` partitions (CreatePartitions). `prepare`
+    /// gets the grown topic and the first new partition and creates the logs
+    /// before the record is written, as in [`MetadataStore::create_topic`];
+    /// a crash in between leaves directories that start-up removes.
+    pub fn create_partitions(
+        &self,
+        id: Uuid,
+        count: i32,
+        prepare: impl FnOnce(&TopicInfo, i32) -> Result<(), MetadataError>,
+    ) -> Result<Arc<TopicInfo>, MetadataError> {
+        let mut writer = self.writer.lock();
+        let image = self.image();
+        let Some(old) = image.by_id.get(&id) else {
+            return Err(MetadataError::UnknownTopic(id.to_string()));
+        };
+        // Checked again under the lock: another request may have grown it.
+        if count <= old.partitions {
+            return Err(MetadataError::InvalidPartitions(count));
+        }
+        let mut info = (**old).clone();
+        let from = info.partitions;
+        info.partitions = count;
+        prepare(&info, from)?;
+        writer.append(&MetadataRecord::Partitions {
+            id,
+            partitions: count,
+        })?;
+        let info = Arc::new(info);
+        let mut next = (*image).clone();
+        next.topics.insert(info.name.clone(), info.clone());
+        next.by_id.insert(id, info.clone());
+        *self.image.write() = Arc::new(next);
+        Ok(info)
+    }
+
+    /// Applies client-quota changes (`None` removes the key) durably and at
+    /// once: all records are written before the new image is published.
+    pub fn alter_client_quotas(
+        &self,
+        changes: Vec<(QuotaEntity, String, Option<f64>)>,
+    ) -> Result<(), MetadataError> {
+        if changes.is_empty() {
+            return Ok(());
+        }
+        let mut writer = self.writer.lock();
+        let records: Vec<_> = changes
+            .iter()
+            .map(|(entity, key, value)| MetadataRecord::Quota {
+                entity: entity.clone(),
+                key: key.clone(),
+                value: *value,
+            })
+            .collect();
+        writer.append_all(&records)?;
+        let mut next = (*self.image()).clone();
+        for (entity, key, value) in changes {
+            apply_quota(&mut next, entity, key, value);
+        }
+        *self.image.write() = Arc::new(next);
+        Ok(())
+    }
+
+    /// Adopts the static broker configuration and applies the replayed
+    /// dynamic broker configs over it: topic defaults and every topic's
+    /// effective config are re-derived. Called once at start-up, before the
+    /// logs are opened from the image.
+    pub fn use_broker_config(&self, config: &BrokerConfig) {
+        let _writer = self.writer.lock();
+        let image = self.image();
+        let dynamic = image.dynamic_broker(self.node_id);
+        let defaults = config.topic_defaults_with(&dynamic).unwrap_or_else(|e| {
+            tracing::warn!("stored dynamic broker config no longer valid ({e}); using the static configuration");
+            config.topic_defaults.clone()
+        });
+        *self.static_config.write() = Some(config.clone());
+        let next = reresolve(&image, &defaults);
+        *self.topic_defaults.write() = defaults;
+        *self.image.write() = Arc::new(next);
+    }
+
+    /// The effective defaults for topic configs.
+    pub fn topic_defaults(&self) -> TopicConfig {
+        self.topic_defaults.read().clone()
+    }
+
+    /// Checks a complete set of topic overrides against the current defaults.
+    pub fn validate_topic_overrides(
+        &self,
+        overrides: &IndexMap<String, String>,
+    ) -> Result<TopicConfig, MetadataError> {
+        Ok(TopicConfig::resolve(
+            &self.topic_defaults.read(),
+            overrides,
+        )?)
+    }
+
+    /// Replaces topic `id`'s overrides (AlterConfigs) with what `change`
+    /// makes of the current ones: one `config` record per changed key, then
+    /// the new image. `change` runs under the metadata lock, so two
+    /// concurrent incremental changes both land; `apply` runs there too with
+    /// the new topic, so concurrent changes reach the logs in order.
+    pub fn alter_topic_configs<E: From<MetadataError>>(
+        &self,
+        id: Uuid,
+        change: impl FnOnce(&IndexMap<String, String>) -> Result<IndexMap<String, String>, E>,
+        apply: impl FnOnce(&TopicInfo),
+    ) -> Result<Arc<TopicInfo>, E> {
+        let mut writer = self.writer.lock();
+        let image = self.image();
+        let Some(old) = image.by_id.get(&id) else {
+            return Err(MetadataError::UnknownTopic(id.to_string()).into());
+        };
+        let overrides = change(&old.overrides)?;
+        let config = TopicConfig::resolve(&self.topic_defaults.read(), &overrides)
+            .map_err(MetadataError::from)?;
+        let set = overrides
+            .iter()
+            .filter(|(key, value)| old.overrides.get(*key) != Some(*value))
+            .map(|(key, value)| (key, Some(value.clone())));
+        let removed = old
+            .overrides
+            .keys()
+            .filter(|k| !overrides.contains_key(*k))
+            .map(|key| (key, None));
+        let records: Vec<_> = set
+            .chain(removed)
+            .map(|(key, value)| MetadataRecord::Config {
+                id,
+                key: key.clone(),
+                value,
+            })
+            .collect();
+        writer.append_all(&records)?;
+        let mut info = (**old).clone();
+        info.overrides = overrides;
+        info.config = config;
+        apply(&info);
+        let info = Arc::new(info);
+        let mut next = (*image).clone();
+        next.topics.insert(info.name.clone(), info.clone());
+        next.by_id.insert(id, info.clone());
+        *self.image.write() = Arc::new(next);
+        Ok(info)
+    }
+
+    /// Replaces the dynamic configs of broker resource `resource` (a node
+    /// id, or "" for cluster defaults) with what `change` makes of the
+    /// current ones, re-deriving the topic defaults and every topic's config.
+    /// With `validate_only` nothing changes. `change` and `apply` run under
+    /// the metadata lock (`apply` with the new image), so concurrent changes
+    /// are applied one after the other.
+    pub fn alter_broker_configs<E: From<MetadataError>>(
+        &self,
+        resource: &str,
+        change: impl FnOnce(&IndexMap<String, String>) -> Result<IndexMap<String, String>, E>,
+        validate_only: bool,
+        apply: impl FnOnce(&MetadataImage),
+    ) -> Result<(), E> {
+        let mut writer = self.writer.lock();
+        let image = self.image();
+        let mut next = (*image).clone();
+        let old = next
+            .broker_configs
+            .get(resource)
+            .cloned()
+            .unwrap_or_default();
+        let configs = change(&old)?;
+        if configs.is_empty() {
+            next.broker_configs.shift_remove(resource);
+        } else {
+            next.broker_configs
+                .insert(resource.to_owned(), configs.clone());
+        }
+        let defaults = {
+            let static_config = self.static_config.read();
+            let Some(static_config) = static_config.as_ref() else {
+                return Err(MetadataError::Identity(
+                    "dynamic broker configs need the static configuration".to_owned(),
+                )
+                .into());
+            };
+            static_config
+                .topic_defaults_with(&next.dynamic_broker(self.node_id))
+                .map_err(MetadataError::from)?
+        };
+        if validate_only {
+            return Ok(());
+        }
+        // Kafka writes a record even for an unchanged broker value, so that
+        // every broker reloads; one node has nothing to reload.
+        let set = configs
+            .iter()
+            .filter(|(key, value)| old.get(*key) != Some(*value))
+            .map(|(key, value)| (key, Some(value.clone())));
+        let removed = old
+            .keys()
+            .filter(|k| !configs.contains_key(*k))
+            .map(|key| (key, None));
+        let records: Vec<_> = set
+            .chain(removed)
+            .map(|(key, value)| MetadataRecord::BrokerConfig {
+                resource: resource.to_owned(),
+                key: key.clone(),
+                value,
+            })
+            .collect();
+        writer.append_all(&records)?;
+        let next = reresolve(&next, &defaults);
+        *self.topic_defaults.write() = defaults;
+        apply(&next);
+        *self.image.write() = Arc::new(next);
+        Ok(())
     }
 
     /// A producer id never handed out before, on this node, across restarts.
@@ -313,10 +570,7 @@ fn apply(
                         info.overrides.shift_remove(&key);
                     }
                 }
-                info.config = TopicConfig::resolve(defaults, &info.overrides).unwrap_or_else(|e| {
-                    tracing::warn!(topic = %info.name, "stored topic config no longer valid ({e}); using broker defaults");
-                    defaults.clone()
-                });
+                info.config = TopicConfig::resolve_stored(&info.name, defaults, &info.overrides);
                 let info = Arc::new(info);
                 image.topics.insert(info.name.clone(), info.clone());
                 image.by_id.insert(id, info);
@@ -328,8 +582,69 @@ fn apply(
             }
         }
         MetadataRecord::ProducerIds { .. } => {}
+        MetadataRecord::Partitions { id, partitions } => {
+            if let Some(old) = image.by_id.get(&id) {
+                let mut info = (**old).clone();
+                info.partitions = info.partitions.max(partitions);
+                let info = Arc::new(info);
+                image.topics.insert(info.name.clone(), info.clone());
+                image.by_id.insert(id, info);
+            }
+        }
+        MetadataRecord::Quota { entity, key, value } => apply_quota(image, entity, key, value),
+        MetadataRecord::BrokerConfig {
+            resource,
+            key,
+            value,
+        } => {
+            let configs = image.broker_configs.entry(resource.clone()).or_default();
+            match value {
+                Some(v) => {
+                    configs.insert(key, v);
+                }
+                None => {
+                    configs.shift_remove(&key);
+                    if configs.is_empty() {
+                        image.broker_configs.shift_remove(&resource);
+                    }
+                }
+            }
+        }
     }
     Ok(())
+}
+
+/// `image` with every topic's config resolved again over `defaults`.
+fn reresolve(image: &MetadataImage, defaults: &TopicConfig) -> MetadataImage {
+    let mut next = image.clone();
+    for info in image.topics.values() {
+        let mut info = (**info).clone();
+        info.config = TopicConfig::resolve_stored(&info.name, defaults, &info.overrides);
+        let info = Arc::new(info);
+        next.topics.insert(info.name.clone(), info.clone());
+        next.by_id.insert(info.id, info);
+    }
+    next
+}
+
+fn apply_quota(image: &mut MetadataImage, entity: QuotaEntity, key: String, value: Option<f64>) {
+    match value {
+        Some(v) => {
+            image
+                .client_quotas
+                .entry(entity)
+                .or_default()
+                .insert(key, v);
+        }
+        None => {
+            if let Some(values) = image.client_quotas.get_mut(&entity) {
+                values.shift_remove(&key);
+                if values.is_empty() {
+                    image.client_quotas.remove(&entity);
+                }
+            }
+        }
+    }
 }
 
 /// `meta.properties` in Kafka's format (version=1, cluster.id, node.id,
@@ -401,6 +716,101 @@ mod tests {
         BrokerConfig::default_for_tests(PathBuf::from("/nonexistent")).topic_defaults
     }
 
+    fn map(pairs: &[(&str, &str)]) -> IndexMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    /// A crash anywhere in the write of one request's records keeps all of
+    /// them or none: never a topic without its overrides, never half of an
+    /// AlterConfigs.
+    #[test]
+    fn a_change_survives_a_crash_whole_or_not_at_all() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = MetadataStore::open(dir.path(), 1, None, defaults()).unwrap();
+        let log = dir.path().join(METADATA_LOG);
+        let created = map(&[
+            ("cleanup.policy", "compact"),
+            ("segment.ms", "5000"),
+            ("retention.ms", "7000"),
+        ]);
+        let t = store
+            .create_topic("t", 1, created.clone(), |_| Ok(()))
+            .unwrap();
+        let after_create = fs::metadata(&log).unwrap().len() as usize;
+        let altered = map(&[("cleanup.policy", "delete"), ("retention.bytes", "9")]);
+        store
+            .alter_topic_configs(t.id, |_| Ok::<_, MetadataError>(altered.clone()), |_| {})
+            .unwrap();
+        drop(store);
+        let text = fs::read(&log).unwrap();
+        for cut in 0..=text.len() {
+            let crashed = tempfile::tempdir().unwrap();
+            fs::copy(
+                dir.path().join(META_PROPERTIES),
+                crashed.path().join(META_PROPERTIES),
+            )
+            .unwrap();
+            fs::write(crashed.path().join(METADATA_LOG), &text[..cut]).unwrap();
+            let store = MetadataStore::open(crashed.path(), 1, None, defaults()).unwrap();
+            let image = store.image();
+            let overrides = image.topic("t").map(|t| t.overrides.clone());
+            let expected = if cut < after_create {
+                None
+            } else if cut < text.len() {
+                Some(created.clone())
+            } else {
+                Some(altered.clone())
+            };
+            assert_eq!(
+                overrides,
+                expected,
+                "crash after {cut} of {} bytes",
+                text.len()
+            );
+        }
+    }
+
+    /// A dynamic broker default that conflicts with a topic's override
+    /// (Kafka accepts it) must not cost the topic its other overrides, now
+    /// or after a restart.
+    #[test]
+    fn stored_overrides_outlive_a_conflicting_broker_default() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = BrokerConfig::default_for_tests(dir.path().to_path_buf());
+        let store = MetadataStore::open(dir.path(), 1, None, defaults()).unwrap();
+        store.use_broker_config(&config);
+        let overrides = map(&[
+            ("cleanup.policy", "compact"),
+            ("min.compaction.lag.ms", "1000"),
+        ]);
+        store.create_topic("c", 1, overrides, |_| Ok(())).unwrap();
+        let lower = map(&[("log.cleaner.max.compaction.lag.ms", "500")]);
+        store
+            .alter_broker_configs(
+                "",
+                |_| Ok::<_, MetadataError>(lower),
+                false,
+                |image| assert!(image.topic("c").unwrap().config.compacted()),
+            )
+            .unwrap();
+        let check = |store: &MetadataStore| {
+            let c = store.image().topic("c").unwrap().config.clone();
+            assert!(c.compacted(), "{}", c.cleanup_policy);
+            assert_eq!(
+                (c.min_compaction_lag_ms, c.max_compaction_lag_ms),
+                (1000, 500)
+            );
+        };
+        check(&store);
+        drop(store);
+        let store = MetadataStore::open(dir.path(), 1, None, defaults()).unwrap();
+        store.use_broker_config(&config);
+        check(&store);
+    }
+
     #[test]
     fn topics_and_producer_ids_survive_reopen() {
         let dir = tempfile::tempdir().unwrap();
@@ -430,6 +840,64 @@ mod tests {
     }
 
     #[test]
+    fn partition_counts_and_quotas_survive_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = MetadataStore::open(dir.path(), 1, None, defaults()).unwrap();
+        let a = store
+            .create_topic("a", 2, IndexMap::new(), |_| Ok(()))
+            .unwrap();
+        let mut seen_from = None;
+        let grown = store
+            .create_partitions(a.id, 5, |info, from| {
+                seen_from = Some((from, info.partitions));
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!((grown.partitions, seen_from), (5, Some((2, 5))));
+        assert!(matches!(
+            store.create_partitions(a.id, 5, |_, _| Ok(())),
+            Err(MetadataError::InvalidPartitions(5))
+        ));
+        // A failing prepare writes nothing.
+        assert!(store
+            .create_partitions(a.id, 9, |_, _| Err(MetadataError::Identity("no".into())))
+            .is_err());
+        let user: QuotaEntity = vec![("user".into(), Some("alice".into()))];
+        let default_ip: QuotaEntity = vec![("ip".into(), None)];
+        store
+            .alter_client_quotas(vec![
+                (user.clone(), "producer_byte_rate".into(), Some(1024.0)),
+                (user.clone(), "request_percentage".into(), Some(12.5)),
+                (
+                    default_ip.clone(),
+                    "connection_creation_rate".into(),
+                    Some(3.0),
+                ),
+            ])
+            .unwrap();
+        store
+            .alter_client_quotas(vec![(user.clone(), "producer_byte_rate".into(), None)])
+            .unwrap();
+        drop(store);
+
+        let store = MetadataStore::open(dir.path(), 1, None, defaults()).unwrap();
+        let image = store.image();
+        assert_eq!(image.topic("a").unwrap().partitions, 5);
+        assert_eq!(image.topic_by_id(&a.id).unwrap().partitions, 5);
+        let u = image.client_quotas.get(&user).unwrap();
+        assert_eq!(u.len(), 1);
+        assert_eq!(u.get("request_percentage"), Some(&12.5));
+        assert_eq!(
+            image
+                .client_quotas
+                .get(&default_ip)
+                .unwrap()
+                .get("connection_creation_rate"),
+            Some(&3.0)
+        );
+    }
+
+    #[test]
     fn torn_tail_is_truncated() {
         let dir = tempfile::tempdir().unwrap();
         let store = MetadataStore::open(dir.path(), 1, None, defaults()).unwrap();
@@ -449,6 +917,77 @@ mod tests {
         drop(store);
         let store = MetadataStore::open(dir.path(), 1, None, defaults()).unwrap();
         assert_eq!(store.image().topics.len(), 2);
+    }
+
+    #[test]
+    fn topic_and_broker_config_changes_survive_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = BrokerConfig::default_for_tests(dir.path().to_path_buf());
+        let store = MetadataStore::open(dir.path(), 1, None, defaults()).unwrap();
+        store.use_broker_config(&config);
+        let mut first = IndexMap::new();
+        first.insert("segment.ms".to_string(), "5000".to_string());
+        let t = store.create_topic("t", 1, first, |_| Ok(())).unwrap();
+        let mut next = IndexMap::new();
+        next.insert("retention.bytes".to_string(), "42".to_string());
+        let mut seen = None;
+        store
+            .alter_topic_configs(
+                t.id,
+                |_| Ok::<_, MetadataError>(next),
+                |info| seen = Some(info.config.clone()),
+            )
+            .unwrap();
+        assert_eq!(seen.unwrap().retention_bytes, 42);
+        let mut cluster = IndexMap::new();
+        cluster.insert("log.retention.ms".to_string(), "60000".to_string());
+        // validate_only writes nothing.
+        store
+            .alter_broker_configs(
+                "",
+                |_| Ok::<_, MetadataError>(cluster.clone()),
+                true,
+                |_| panic!("applied"),
+            )
+            .unwrap();
+        assert!(store.image().broker_configs.is_empty());
+        store
+            .alter_broker_configs(
+                "",
+                |_| Ok::<_, MetadataError>(cluster),
+                false,
+                |image| assert_eq!(image.topic("t").unwrap().config.retention_ms, 60_000),
+            )
+            .unwrap();
+        let mut bad = IndexMap::new();
+        bad.insert("log.retention.ms".to_string(), "0".to_string());
+        assert!(matches!(
+            store.alter_broker_configs(
+                "1",
+                |_| Ok::<_, MetadataError>(bad),
+                false,
+                |_| panic!("applied")
+            ),
+            Err(MetadataError::Config(_))
+        ));
+        drop(store);
+
+        let store = MetadataStore::open(dir.path(), 1, None, defaults()).unwrap();
+        store.use_broker_config(&config);
+        let info = store.image().topic("t").unwrap().clone();
+        assert_eq!(info.overrides.len(), 1);
+        assert_eq!(info.config.retention_bytes, 42);
+        assert_eq!(info.config.segment_ms, 604_800_000);
+        assert_eq!(info.config.retention_ms, 60_000);
+        assert_eq!(store.topic_defaults().retention_ms, 60_000);
+        assert_eq!(
+            store
+                .image()
+                .dynamic_broker(1)
+                .cluster
+                .get("log.retention.ms"),
+            Some(&"60000".to_string())
+        );
     }
 
     #[test]

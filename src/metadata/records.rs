@@ -2,12 +2,16 @@
 //! `<crc32c of the rest, 8 hex digits>\t<kind>\t<fields, tab-separated>\n`.
 //! Kinds: `topic <name> <uuid> <partitions>`, `config <uuid> <key> <value|->`
 //! (`-` removes the override; values are percent-encoded), `delete <uuid>`,
-//! `producer-ids <block end>`. A line whose CRC or shape is wrong ends the
+//! `producer-ids <block end>`, `broker-config <node id or empty> <key> <=value|->`
+//! (dynamic broker configs; empty is the cluster default), `partitions <uuid> <count>` (CreatePartitions),
+//! `quota <entity> <key> <=value|->` (client quotas; the entity is
+//! `type=name` or bare `type` for a default, `;`-separated). A line whose CRC or shape is wrong ends the
 //! replay: it is a torn write from a crash and is truncated away.
 
 use uuid::Uuid;
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+// No `Eq`: quota values are `f64`.
+#[derive(Debug, Clone, PartialEq)]
 pub enum MetadataRecord {
     Topic {
         name: String,
@@ -25,6 +29,50 @@ pub enum MetadataRecord {
     ProducerIds {
         block_end: i64,
     },
+    /// A dynamic broker config set (`Some`) or removed (`None`); `resource`
+    /// is the node id, or empty for the cluster-wide default.
+    BrokerConfig {
+        resource: String,
+        key: String,
+        value: Option<String>,
+    },
+    /// CreatePartitions: the topic's new (larger) partition count.
+    Partitions {
+        id: Uuid,
+        partitions: i32,
+    },
+    /// A client quota set (`Some`) or removed (`None`) for one entity.
+    Quota {
+        entity: QuotaEntity,
+        key: String,
+        value: Option<f64>,
+    },
+}
+
+/// A client-quota entity: (entity type, name) pairs sorted by type; a `None`
+/// name is the type's default entity.
+pub type QuotaEntity = Vec<(String, Option<String>)>;
+
+/// `type=name` or bare `type` (the default entity), percent-encoded, joined
+/// by `;` (which percent-encoding never leaves in a part).
+fn encode_entity(entity: &QuotaEntity) -> String {
+    entity
+        .iter()
+        .map(|(t, n)| match n {
+            Some(n) => format!("{}={}", percent_encode(t), percent_encode(n)),
+            None => percent_encode(t),
+        })
+        .collect::<Vec<_>>()
+        .join(";")
+}
+
+fn decode_entity(s: &str) -> Option<QuotaEntity> {
+    s.split(';')
+        .map(|part| match part.split_once('=') {
+            Some((t, n)) => Some((percent_decode(t)?, Some(percent_decode(n)?))),
+            None => Some((percent_decode(part)?, None)),
+        })
+        .collect()
 }
 
 impl MetadataRecord {
@@ -44,6 +92,27 @@ impl MetadataRecord {
             ),
             MetadataRecord::DeleteTopic { id } => format!("delete\t{id}"),
             MetadataRecord::ProducerIds { block_end } => format!("producer-ids\t{block_end}"),
+            MetadataRecord::Partitions { id, partitions } => {
+                format!("partitions\t{id}\t{partitions}")
+            }
+            MetadataRecord::BrokerConfig {
+                resource,
+                key,
+                value,
+            } => format!(
+                "broker-config\t{}\t{}\t{}",
+                percent_encode(resource),
+                percent_encode(key),
+                value
+                    .as_deref()
+                    .map_or("-".to_string(), |v| format!("={}", percent_encode(v)))
+            ),
+            MetadataRecord::Quota { entity, key, value } => format!(
+                "quota\t{}\t{}\t{}",
+                encode_entity(entity),
+                percent_encode(key),
+                value.map_or("-".to_string(), |v| format!("={v}"))
+            ),
         };
         format!("{:08x}\t{body}\n", crc32c::crc32c(body.as_bytes()))
     }
@@ -70,25 +139,97 @@ impl MetadataRecord {
             ["producer-ids", end] => Some(MetadataRecord::ProducerIds {
                 block_end: end.parse().ok()?,
             }),
+            ["broker-config", resource, key, value] => Some(MetadataRecord::BrokerConfig {
+                resource: percent_decode(resource)?,
+                key: percent_decode(key)?,
+                value: match *value {
+                    "-" => None,
+                    v => Some(percent_decode(v.strip_prefix('=')?)?),
+                },
+            }),
+            ["partitions", id, partitions] => Some(MetadataRecord::Partitions {
+                id: id.parse().ok()?,
+                partitions: partitions.parse().ok()?,
+            }),
+            ["quota", entity, key, value] => Some(MetadataRecord::Quota {
+                entity: decode_entity(entity)?,
+                key: percent_decode(key)?,
+                value: match *value {
+                    "-" => None,
+                    v => Some(v.strip_prefix('=')?.parse().ok()?),
+                },
+            }),
             _ => None,
         }
     }
 }
 
-/// Decodes records up to the first bad line; returns them and the length of
-/// the valid prefix.
+/// The lines of records that must survive a crash together (one admin
+/// request): more than one is preceded by a `batch <count>` line, and replay
+/// takes either all of them or, when a crash cut the batch short, none.
+pub fn encode_batch(records: &[MetadataRecord]) -> String {
+    let mut out = String::new();
+    if records.len() > 1 {
+        let body = format!("batch\t{}", records.len());
+        out.push_str(&format!(
+            "{:08x}\t{body}\n",
+            crc32c::crc32c(body.as_bytes())
+        ));
+    }
+    for record in records {
+        out.push_str(&record.encode_line());
+    }
+    out
+}
+
+/// Decodes records up to the first bad line or incomplete batch; returns
+/// them and the length of the valid prefix.
 pub fn replay(text: &[u8]) -> (Vec<MetadataRecord>, usize) {
+    let next_line = |pos: usize| {
+        let nl = text[pos..].iter().position(|&b| b == b'\n')?;
+        Some((&text[pos..pos + nl], pos + nl + 1))
+    };
     let mut records = Vec::new();
     let mut pos = 0;
-    while let Some(nl) = text[pos..].iter().position(|&b| b == b'\n') {
-        let line = &text[pos..pos + nl];
+    while let Some((line, after)) = next_line(pos) {
+        if let Some(count) = decode_batch_header(line) {
+            let mut batch = Vec::new();
+            let mut end = after;
+            while batch.len() < count {
+                let Some(record) = next_line(end).and_then(|(line, next)| {
+                    end = next;
+                    decode_line(line)
+                }) else {
+                    break;
+                };
+                batch.push(record);
+            }
+            if batch.len() < count {
+                break;
+            }
+            records.extend(batch);
+            pos = end;
+            continue;
+        }
         let Some(record) = decode_line(line) else {
             break;
         };
         records.push(record);
-        pos += nl + 1;
+        pos = after;
     }
     (records, pos)
+}
+
+fn decode_batch_header(line: &[u8]) -> Option<usize> {
+    let line = std::str::from_utf8(line).ok()?;
+    let (crc, body) = line.split_once('\t')?;
+    if crc.len() != 8 || u32::from_str_radix(crc, 16).ok()? != crc32c::crc32c(body.as_bytes()) {
+        return None;
+    }
+    match body.split('\t').collect::<Vec<_>>()[..] {
+        ["batch", count] => count.parse().ok().filter(|&n| n > 0),
+        _ => None,
+    }
 }
 
 fn decode_line(line: &[u8]) -> Option<MetadataRecord> {
@@ -158,6 +299,35 @@ mod tests {
             },
             MetadataRecord::DeleteTopic { id },
             MetadataRecord::ProducerIds { block_end: 3000 },
+            MetadataRecord::Partitions { id, partitions: 9 },
+            MetadataRecord::BrokerConfig {
+                resource: String::new(),
+                key: "log.retention.ms".into(),
+                value: Some("60000".into()),
+            },
+            MetadataRecord::BrokerConfig {
+                resource: "1".into(),
+                key: "log.cleanup.policy".into(),
+                value: Some("compact,delete".into()),
+            },
+            MetadataRecord::BrokerConfig {
+                resource: "1".into(),
+                key: "log.cleanup.policy".into(),
+                value: None,
+            },
+            MetadataRecord::Quota {
+                entity: vec![
+                    ("client-id".into(), None),
+                    ("user".into(), Some("a=b;c%\t".into())),
+                ],
+                key: "producer_byte_rate".into(),
+                value: Some(1024.5),
+            },
+            MetadataRecord::Quota {
+                entity: vec![("ip".into(), Some(String::new()))],
+                key: "connection_creation_rate".into(),
+                value: None,
+            },
         ]
     }
 
@@ -189,6 +359,39 @@ mod tests {
             let (recs, _) = replay(&bytes);
             let line = ends.iter().filter(|&&e| e <= i).count();
             assert_eq!(recs.len(), line, "flip at {i}");
+        }
+    }
+
+    /// A batch (one admin request's records) replays whole or not at all,
+    /// wherever a crash cuts it or a bit flips in it.
+    #[test]
+    fn a_batch_replays_whole_or_not_at_all() {
+        let before = samples()[..1].to_vec();
+        let batch = samples()[1..].to_vec();
+        let after = samples()[..1].to_vec();
+        let head = encode_batch(&before);
+        let body = encode_batch(&batch);
+        let text = format!("{head}{body}{}", encode_batch(&after));
+        assert!(body.starts_with(&format!(
+            "{:08x}\tbatch\t",
+            crc32c::crc32c(format!("batch\t{}", batch.len()).as_bytes())
+        )));
+        let (all, len) = replay(text.as_bytes());
+        assert_eq!(all, [before.clone(), batch.clone(), after].concat());
+        assert_eq!(len, text.len());
+        let batch_end = head.len() + body.len();
+        for cut in head.len()..batch_end {
+            let (recs, len) = replay(&text.as_bytes()[..cut]);
+            assert_eq!((recs, len), (before.clone(), head.len()), "cut at {cut}");
+        }
+        for i in head.len()..batch_end {
+            let mut bytes = text.clone().into_bytes();
+            if bytes[i] == b'\n' {
+                continue;
+            }
+            bytes[i] ^= 0x01;
+            let (recs, len) = replay(&bytes);
+            assert_eq!((recs, len), (before.clone(), head.len()), "flip at {i}");
         }
     }
 }

@@ -37,6 +37,7 @@ const FETCH_KEY: [u8; 2] = 1i16.to_be_bytes();
 pub async fn serve(
     broker: Arc<Broker>,
     mut stream: TcpStream,
+    listener_index: usize,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let peer = stream.peer_addr().ok();
@@ -64,7 +65,7 @@ pub async fn serve(
                 }
             };
             let is_fetch = frame.get(..2) == Some(&FETCH_KEY[..]);
-            match api::dispatch(&broker, frame, &client_host) {
+            match api::dispatch(&broker, frame, &client_host, listener_index) {
                 Ok(reply) => {
                     fetches += usize::from(is_fetch);
                     in_flight.push_back(tag(is_fetch, reply));

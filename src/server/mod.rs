@@ -20,6 +20,7 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 pub async fn accept_loop(
     broker: Arc<Broker>,
     listener: TcpListener,
+    listener_index: usize,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let permits = Arc::new(Semaphore::new(
@@ -33,9 +34,12 @@ pub async fn accept_loop(
                     Ok(permit) => {
                         let broker = broker.clone();
                         let shutdown = shutdown.clone();
+                        let open = crate::metrics::OpenConnection::new(&broker, listener_index);
+                        let span = open.span(peer);
+                        let serve = connection::serve(broker, stream, listener_index, shutdown);
                         connections.spawn(async move {
-                            connection::serve(broker, stream, shutdown).await;
-                            drop(permit);
+                            tracing::Instrument::instrument(serve, span).await;
+                            drop((open, permit));
                         });
                     }
                     Err(_) => {

@@ -74,6 +74,7 @@ impl GroupCoordinator {
             name: OFFSETS_TOPIC,
             partitions: self.config.offsets_topic_num_partitions,
             segment_bytes: self.config.offsets_topic_segment_bytes as i64,
+            compression: "producer",
         };
         self.shards
             .get_or_start(broker, &topic, |p, log, rx| {
@@ -111,6 +112,25 @@ impl GroupCoordinator {
     {
         let shard = self.shard_of(broker, group_id).await?;
         self.call_shard(broker, shard, f).await
+    }
+
+    /// Groups per state over the running shards, for metrics; nothing until
+    /// the coordinator runs (it is not started for this).
+    pub async fn count_by_state(&self) -> Result<Vec<(state::GroupState, usize)>, i16> {
+        let mut counts: Vec<(state::GroupState, usize)> =
+            state::GroupState::ALL.iter().map(|s| (*s, 0)).collect();
+        for sender in self.shards.senders().unwrap_or_default() {
+            let states = runtime::call_shard(sender, |s: &mut GroupShard, _, _| {
+                s.list().into_iter().map(|g| g.state).collect::<Vec<_>>()
+            })
+            .await?;
+            for st in states {
+                if let Some(c) = counts.iter_mut().find(|(s, _)| *s == st) {
+                    c.1 += 1;
+                }
+            }
+        }
+        Ok(counts)
     }
 
     pub async fn call_shard<T, F>(&self, broker: &Arc<Broker>, shard: usize, f: F) -> Result<T, i16>

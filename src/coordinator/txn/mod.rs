@@ -78,6 +78,7 @@ impl TxnCoordinator {
             name: TXN_STATE_TOPIC,
             partitions: self.config.state_log_num_partitions,
             segment_bytes: self.config.state_log_segment_bytes as i64,
+            compression: "uncompressed",
         };
         self.shards
             .get_or_start(broker, &topic, |p, log, rx| {
@@ -166,6 +167,30 @@ impl TxnCoordinator {
         };
         self.ongoing
             .verify(transactional_id, producer, topic, partition)
+    }
+
+    /// Transactional ids per state over the running shards, for metrics
+    /// (nothing if the coordinator never started).
+    pub async fn count_by_state(&self) -> Result<Vec<(records::TxnStatus, usize)>, i16> {
+        let per_shard = self
+            .call_all(|s: &mut TxnShard, _, _| {
+                let mut counts = [0usize; records::TxnStatus::ALL.len()];
+                for (_, meta) in s.iter() {
+                    if let Some(i) = records::TxnStatus::ALL
+                        .iter()
+                        .position(|st| *st == meta.state)
+                    {
+                        counts[i] += 1;
+                    }
+                }
+                counts
+            })
+            .await?;
+        Ok(records::TxnStatus::ALL
+            .iter()
+            .enumerate()
+            .map(|(i, st)| (*st, per_shard.iter().map(|c| c[i]).sum()))
+            .collect())
     }
 
     /// Ongoing transactions (metrics, tests).
