@@ -1,7 +1,7 @@
 # Runnel — the commands a newcomer needs are `make run` and `make test`.
 CARGO ?= cargo
 
-.PHONY: all build run test lint fmt bench compat compat-quick deps clean
+.PHONY: all build run test lint fmt bench compat compat-quick deps clean docker docker-test
 
 all: build
 
@@ -40,6 +40,17 @@ compat: deps
 # The fast subset CI runs after `make test`.
 compat-quick: deps
 	compat/run-all.sh --quick
+
+# The FROM scratch image runnel:local (static glibc build) and the kcat
+# client image of docker/compose.yaml; prints their sizes.
+docker: deps
+	scripts/docker-build.sh
+
+# docker/compose.yaml end to end with real clients (in a container and on the
+# host), restart and volume, start-up time. Needs a docker engine; about a
+# minute plus the static build, so not part of `make test`; CI runs it.
+docker-test: deps
+	scripts/docker-test.sh
 
 clean:
 	$(CARGO) clean

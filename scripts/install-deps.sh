@@ -10,6 +10,8 @@ command -v cc >/dev/null 2>&1 || need+=(build-essential)
 command -v make >/dev/null 2>&1 || need+=(make)
 command -v perl >/dev/null 2>&1 || need+=(perl)
 command -v python3 >/dev/null 2>&1 || need+=(python3)
+# `make docker` checks the image's binary is static with file(1) and ldd.
+command -v file >/dev/null 2>&1 || need+=(file)
 
 if [ ${#need[@]} -eq 0 ]; then
   exit 0
