@@ -22,9 +22,10 @@
 //! Crash safety: the new segment is written as `<base>.log.cleaned` (+
 //! `.index.cleaned`, `.timeindex.cleaned`, `.txnindex.cleaned`), fsynced,
 //! renamed to `.swap` (the log last, as `<base>.log.<end>.swap`: the commit
-//! point, `end` being the first offset after the replaced segments); then the
-//! replaced segments' files are deleted and the swap files renamed to their
-//! final names. At open, [`recover_files`] deletes `.cleaned` files and
+//! point, `end` being the first offset after the replaced segments, taken
+//! under the partition lock once the replaced segments are known to be still
+//! there); then the replaced segments' files are deleted and the swap files
+//! renamed to their final names. At open, [`recover_files`] deletes `.cleaned` files and
 //! completes any `.swap`.
 
 use std::collections::HashMap;
@@ -368,7 +369,9 @@ fn varint(buf: &[u8], pos: &mut usize) -> Option<i64> {
 }
 
 fn parse_records(data: &[u8], base_offset: i64, count: i32) -> Option<Vec<RawRecord<'_>>> {
-    let mut out = Vec::with_capacity(count.max(0) as usize);
+    // The count comes from a stored header: a record takes at least 7
+    // bytes, so never reserve more than the data can hold.
+    let mut out = Vec::with_capacity((count.max(0) as usize).min(data.len() / 7));
     let mut pos = 0usize;
     for _ in 0..count.max(0) {
         let start = pos;
@@ -393,7 +396,8 @@ fn parse_records(data: &[u8], base_offset: i64, count: i32) -> Option<Vec<RawRec
         let value_len = varint(body, &mut p)?;
         out.push(RawRecord {
             raw: &data[start..body_end],
-            offset: base_offset + offset_delta,
+            // Stored unchecked if the topic was not compacted then.
+            offset: base_offset.checked_add(offset_delta)?,
             timestamp_delta,
             key,
             tombstone: value_len < 0,
@@ -813,12 +817,13 @@ fn clean_group(
         time_index.maybe_append(max_ts.0, max_ts.1)?;
     }
     stats.bytes_written += position;
+    // Tombstones' delete horizon runs from the newest source's mtime (set
+    // before the fsync so that it is durable too).
+    out.set_modified(SystemTime::UNIX_EPOCH + Duration::from_millis(newest_mtime.max(0) as u64))?;
     out.sync_all()?;
     offset_index.sync()?;
     time_index.sync()?;
     txn_index.sync()?;
-    // Tombstones' delete horizon runs from the newest source's mtime.
-    out.set_modified(SystemTime::UNIX_EPOCH + Duration::from_millis(newest_mtime.max(0) as u64))?;
     drop((offset_index, time_index, txn_index));
     if crash == Some(CrashPoint::Cleaned) {
         stats.crashed = true;
@@ -827,16 +832,24 @@ fn clean_group(
     for ext in INDEX_EXTS {
         fs::rename(cleaned_path(dir, base, ext), swap_path(dir, base, ext))?;
     }
+    // The index renames must be durable before the commit: a committed log
+    // swap whose index swaps were lost would be completed with the old
+    // segment's indexes.
+    fsutil::sync_dir(dir)?;
     if crash == Some(CrashPoint::IndexSwapped) {
         stats.crashed = true;
         return Ok(false);
     }
-    fs::rename(&log_path, log_swap_path(dir, base, end))?;
-    fsutil::sync_dir(dir)?;
-    if crash == Some(CrashPoint::LogSwapped) {
-        stats.crashed = true;
-        return Ok(false);
-    }
+    #[cfg(test)]
+    BEFORE_COMMIT.with(|hook| {
+        if let Some(f) = hook.borrow_mut().take() {
+            f();
+        }
+    });
+    // The commit (the log's rename to `.swap`) happens under the partition
+    // lock once the replaced segments are known to be still there: a swap
+    // committed for segments that retention or DeleteRecords removed
+    // meanwhile would bring them back at the next start after a crash.
     let members: Vec<(i64, Arc<File>)> = group.iter().map(|s| (s.base, s.file.clone())).collect();
     match log.swap_cleaned(&members, end, crash)? {
         SwapOutcome::Swapped => Ok(true),
@@ -848,10 +861,33 @@ fn clean_group(
             for ext in INDEX_EXTS {
                 remove_if_exists(&swap_path(dir, base, ext))?;
             }
-            remove_if_exists(&log_swap_path(dir, base, end))?;
+            remove_if_exists(&log_path)?;
             Ok(false)
         }
     }
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Runs once between writing a cleaned copy and committing it (tests
+    /// change the log there, as a concurrent retention would).
+    pub static BEFORE_COMMIT: std::cell::RefCell<Option<Box<dyn FnOnce()>>> =
+        std::cell::RefCell::new(None);
+}
+
+/// Commits a cleaned copy of `[base, end)` (its `.cleaned` log renamed to
+/// `<base>.log.<end>.swap`, the directory fsynced) and completes the swap.
+/// Called under the partition lock. Returns false at a test crash point.
+pub fn commit_swap(dir: &Path, base: i64, end: i64, crash: Option<CrashPoint>) -> io::Result<bool> {
+    fs::rename(
+        cleaned_path(dir, base, "log"),
+        log_swap_path(dir, base, end),
+    )?;
+    fsutil::sync_dir(dir)?;
+    if crash == Some(CrashPoint::LogSwapped) {
+        return Ok(false);
+    }
+    finish_swap(dir, base, end, crash)
 }
 
 pub enum SwapOutcome {
@@ -1016,7 +1052,9 @@ impl Cleaner {
         match &result {
             Ok(pass) => {
                 self.metrics.add(pass, started.elapsed());
-                if !pass.crashed {
+                // A log deleted during the pass must not leave its offset
+                // to a topic recreated under the same name.
+                if !pass.crashed && !log.is_deleted() {
                     if let Some(next) = pass.new_first_dirty {
                         self.set_first_dirty(log, next)?;
                     }

@@ -6,22 +6,22 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 use bytes::Bytes;
-use kafka_protocol::records::{Compression, Record, RecordBatchDecoder, TimestampType};
+use kafka_protocol::records::{Compression, Record, RecordBatchDecoder};
 use proptest::prelude::*;
 use uuid::Uuid;
 
 use super::batch::{BatchHeader, BatchIter};
 use super::cleaner::{self, Cleaner, CleanerConfig, CrashPoint};
-use super::control::{Marker, MarkerType};
+use super::control::Marker;
 use super::partition::{now_ms, OpenOptions as LogOpen, PartitionLog};
+use super::tests::{record, topic_config};
 use crate::config::{BrokerConfig, TopicConfig};
 
 const HOUR: i64 = 3_600_000;
 
 fn compact_config(segment_bytes: i32) -> TopicConfig {
-    let mut c = BrokerConfig::default_for_tests("/nonexistent".into()).topic_defaults;
+    let mut c = topic_config(segment_bytes);
     c.cleanup_policy = "compact".into();
-    c.segment_bytes = segment_bytes;
     c.index_interval_bytes = 128;
     c.delete_retention_ms = HOUR;
     c.min_cleanable_dirty_ratio = 0.5;
@@ -39,36 +39,20 @@ fn kv_batch(
     let records: Vec<Record> = recs
         .iter()
         .enumerate()
-        .map(|(i, (k, v))| Record {
-            transactional,
-            control: false,
-            partition_leader_epoch: 0,
-            producer_id: producer.map_or(-1, |p| p.0),
-            producer_epoch: producer.map_or(-1, |p| p.1),
-            timestamp_type: TimestampType::Creation,
-            offset: i as i64,
-            sequence: producer.map_or(i as i32 - 1, |p| p.2 + i as i32),
-            timestamp: 1_000 + i as i64,
-            key: Some(Bytes::from(format!("k{k}"))),
-            value: v.map(|v| Bytes::from(format!("value-{v}"))),
-            headers: Default::default(),
-            delete_horizon: false,
+        .map(|(i, (k, v))| {
+            let key = Bytes::from(format!("k{k}"));
+            let value = v.map(|v| Bytes::from(format!("value-{v}")));
+            Record {
+                transactional,
+                ..record(i, 1_000 + i as i64, producer, key, value)
+            }
         })
         .collect();
     crate::coordinator::codec::tests::raw_batch(&records, compression)
 }
 
 fn marker(pid: i64, commit: bool) -> Marker {
-    Marker {
-        kind: if commit {
-            MarkerType::Commit
-        } else {
-            MarkerType::Abort
-        },
-        producer_id: pid,
-        producer_epoch: 0,
-        coordinator_epoch: 0,
-    }
+    super::tests::marker(pid, 0, commit)
 }
 
 fn open(root: &Path, config: TopicConfig, clean: bool) -> PartitionLog {
@@ -170,6 +154,43 @@ fn data(k: u8, v: Option<u16>) -> Item {
     Item::Data(format!("k{k}"), v.map(|v| format!("value-{v}")))
 }
 
+/// Appends values `0..n` of key 1, a batch each, and rolls: a sealed
+/// segment in which only the last record is live.
+fn versions_of_one_key(log: &PartitionLog, n: u16) {
+    append_singles(log, n, |_| 1);
+    log.roll_now(now_ms()).unwrap();
+}
+
+/// Appends values `0..n`, a batch each, value `i` under key `key(i)`.
+fn append_singles(log: &PartitionLog, n: u16, key: impl Fn(u16) -> u8) {
+    for i in 0..n {
+        log.append_as_leader(
+            &kv_batch(&[(key(i), Some(i))], None, false, Compression::None),
+            0,
+        )
+        .unwrap();
+    }
+}
+
+/// Each producer's id, epoch and last batch (first and last sequence,
+/// first and last offset): what cleaning must not change.
+fn last_batches(log: &PartitionLog) -> Vec<(i64, i16, i32, i32, i64, i64)> {
+    log.producers()
+        .into_iter()
+        .map(|(id, e)| {
+            let b = e.batches.back().copied().unwrap();
+            (
+                id,
+                e.epoch,
+                b.first_seq,
+                b.last_seq,
+                b.first_offset,
+                b.last_offset,
+            )
+        })
+        .collect()
+}
+
 fn cleaner_at(root: &Path) -> Cleaner {
     let c = Cleaner::new(root);
     // A read buffer smaller than most segments: batches straddle reads.
@@ -184,13 +205,7 @@ fn cleaner_at(root: &Path) -> Cleaner {
 fn keeps_latest_per_key_and_offsets_and_never_the_active_segment() {
     let dir = tempfile::tempdir().unwrap();
     let log = create(dir.path(), compact_config(300));
-    for i in 0..20u16 {
-        log.append_as_leader(
-            &kv_batch(&[((i % 3) as u8, Some(i))], None, false, Compression::None),
-            0,
-        )
-        .unwrap();
-    }
+    append_singles(&log, 20, |i| (i % 3) as u8);
     let before = read_all(&log).0;
     assert_eq!(before.len(), 20);
     let cleaner = cleaner_at(dir.path());
@@ -350,21 +365,7 @@ fn aborted_records_go_markers_stay_and_producer_state_survives() {
     )
     .unwrap(); // 8
     log.roll_now(now_ms()).unwrap();
-    let producers_before: Vec<_> = log
-        .producers()
-        .into_iter()
-        .map(|(id, e)| {
-            let b = e.batches.back().copied().unwrap();
-            (
-                id,
-                e.epoch,
-                b.first_seq,
-                b.last_seq,
-                b.first_offset,
-                b.last_offset,
-            )
-        })
-        .collect();
+    let producers_before = last_batches(&log);
     assert_eq!(log.last_stable_offset(), 7);
     let cleaner = cleaner_at(dir.path());
     let stats = cleaner.clean(&log, now_ms(), None).unwrap();
@@ -394,21 +395,7 @@ fn aborted_records_go_markers_stay_and_producer_state_survives() {
     // crash (which replays the cleaned segments).
     for clean in [true, false] {
         let log = open(dir.path(), config.clone(), clean);
-        let after: Vec<_> = log
-            .producers()
-            .into_iter()
-            .map(|(id, e)| {
-                let b = e.batches.back().copied().unwrap();
-                (
-                    id,
-                    e.epoch,
-                    b.first_seq,
-                    b.last_seq,
-                    b.first_offset,
-                    b.last_offset,
-                )
-            })
-            .collect();
+        let after = last_batches(&log);
         assert_eq!(after, producers_before, "clean restart: {clean}");
         assert_eq!(log.last_stable_offset(), 7);
         assert_eq!(log.open_transactions(), vec![(10, 0, 7)]);
@@ -508,13 +495,7 @@ fn rewritten_batches_keep_codec_offsets_and_header_fields() {
 fn a_small_dedupe_buffer_cleans_in_several_passes() {
     let dir = tempfile::tempdir().unwrap();
     let log = create(dir.path(), compact_config(250));
-    for i in 0..40u16 {
-        log.append_as_leader(
-            &kv_batch(&[((i % 10) as u8, Some(i))], None, false, Compression::None),
-            0,
-        )
-        .unwrap();
-    }
+    append_singles(&log, 40, |i| (i % 10) as u8);
     log.roll_now(now_ms()).unwrap();
     let cleaner = cleaner_at(dir.path());
     // 8 slots (just under 9), 7 keys: each pass maps 7 batches.
@@ -548,14 +529,7 @@ fn min_compaction_lag_and_dirty_ratio_decide_what_is_cleanable() {
     let dir = tempfile::tempdir().unwrap();
     let mut config = compact_config(100);
     let log = create(dir.path(), config.clone());
-    for i in 0..6u16 {
-        log.append_as_leader(
-            &kv_batch(&[(1, Some(i))], None, false, Compression::None),
-            0,
-        )
-        .unwrap();
-    }
-    log.roll_now(now_ms()).unwrap();
+    versions_of_one_key(&log, 6);
     let view = log.cleaner_view().unwrap();
     let p = cleaner::plan(&view, 0, now_ms()).unwrap();
     assert_eq!(p.dirty_ratio, 1.0);
@@ -589,14 +563,7 @@ fn min_compaction_lag_and_dirty_ratio_decide_what_is_cleanable() {
 fn readers_holding_an_old_segment_keep_reading_it() {
     let dir = tempfile::tempdir().unwrap();
     let log = create(dir.path(), compact_config(100_000));
-    for i in 0..5u16 {
-        log.append_as_leader(
-            &kv_batch(&[(1, Some(i))], None, false, Compression::None),
-            0,
-        )
-        .unwrap();
-    }
-    log.roll_now(now_ms()).unwrap();
+    versions_of_one_key(&log, 5);
     let old = log.cleaner_view().unwrap().segments[0].clone();
     let mut before = vec![0u8; old.size as usize];
     std::os::unix::fs::FileExt::read_exact_at(&*old.file, &mut before, 0).unwrap();
@@ -622,13 +589,7 @@ fn a_crash_at_any_step_of_a_cleaning_leaves_a_valid_log() {
         let dir = tempfile::tempdir().unwrap();
         let config = compact_config(200);
         let log = create(dir.path(), config.clone());
-        for i in 0..30u16 {
-            log.append_as_leader(
-                &kv_batch(&[((i % 4) as u8, Some(i))], None, false, Compression::None),
-                0,
-            )
-            .unwrap();
-        }
+        append_singles(&log, 30, |i| (i % 4) as u8);
         log.roll_now(now_ms()).unwrap();
         let before = read_all(&log).0;
         let cleaner = cleaner_at(dir.path());
@@ -1041,13 +1002,7 @@ fn manager_with_topic(
 async fn the_background_cleaner_compacts_and_counts() {
     let dir = tempfile::tempdir().unwrap();
     let (logs, log) = manager_with_topic(dir.path(), compact_config(300));
-    for i in 0..30u16 {
-        log.append_as_leader(
-            &kv_batch(&[((i % 2) as u8, Some(i))], None, false, Compression::None),
-            0,
-        )
-        .unwrap();
-    }
+    append_singles(&log, 30, |i| (i % 2) as u8);
     log.roll_now(now_ms()).unwrap();
     // Disabled: nothing happens.
     logs.set_cleaner_config(CleanerConfig {
@@ -1105,13 +1060,7 @@ fn cleaning_runs_alongside_appends() {
     let writer = {
         let log = log.clone();
         std::thread::spawn(move || {
-            for i in 0..1500u16 {
-                log.append_as_leader(
-                    &kv_batch(&[((i % 17) as u8, Some(i))], None, false, Compression::None),
-                    0,
-                )
-                .unwrap();
-            }
+            append_singles(&log, 1500, |i| (i % 17) as u8);
         })
     };
     let mut passes = 0;
@@ -1188,14 +1137,7 @@ fn a_log_that_fails_to_clean_is_skipped_and_the_others_are_cleaned() {
                 now_ms(),
             )
             .unwrap();
-            for i in 0..4u16 {
-                log.append_as_leader(
-                    &kv_batch(&[(1, Some(i))], None, false, Compression::None),
-                    0,
-                )
-                .unwrap();
-            }
-            log.roll_now(now_ms()).unwrap();
+            versions_of_one_key(&log, 4);
             std::sync::Arc::new(log)
         })
         .collect();
@@ -1222,14 +1164,7 @@ fn a_log_that_fails_to_clean_is_skipped_and_the_others_are_cleaned() {
 fn a_checkpoint_past_the_log_starts_over() {
     let dir = tempfile::tempdir().unwrap();
     let log = create(dir.path(), compact_config(100_000));
-    for i in 0..4u16 {
-        log.append_as_leader(
-            &kv_batch(&[(1, Some(i))], None, false, Compression::None),
-            0,
-        )
-        .unwrap();
-    }
-    log.roll_now(now_ms()).unwrap();
+    versions_of_one_key(&log, 4);
     // As if a deleted topic of the same name had been cleaned up to 1000.
     super::fsutil::write_checkpoint(
         &dir.path().join(cleaner::CLEANER_CHECKPOINT),
@@ -1362,4 +1297,145 @@ proptest! {
         cleaner_at(dir.path()).clean(&log, now, None).unwrap();
         prop_assert_eq!(replayed_offsets(&log), before);
     }
+}
+
+// ---- review: commit under the lock, retention after cleaning ----
+
+fn seg_file_len(root: &Path, base: i64) -> u64 {
+    std::fs::metadata(
+        root.join("t-0")
+            .join(super::segment::file_name(base, "log")),
+    )
+    .map_or(0, |m| m.len())
+}
+
+#[test]
+fn a_cleaning_is_not_committed_for_segments_removed_meanwhile() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = compact_config(200);
+    config.cleanup_policy = "compact,delete".into();
+    config.retention_ms = -1;
+    config.retention_bytes = -1;
+    let log = std::sync::Arc::new(create(dir.path(), config.clone()));
+    append_singles(&log, 30, |i| (i % 4) as u8);
+    log.roll_now(now_ms()).unwrap();
+    let bases = log.segment_bases();
+    assert!(bases.len() > 4, "{bases:?}");
+    let cut = bases[2];
+    // DeleteRecords removes the first segments while the cleaned copy of
+    // the first one is being written.
+    let l = log.clone();
+    cleaner::BEFORE_COMMIT.with(|h| {
+        *h.borrow_mut() = Some(Box::new(move || {
+            l.delete_records_before(cut).unwrap();
+        }))
+    });
+    let cleaner = cleaner_at(dir.path());
+    cleaner
+        .clean(&log, now_ms(), Some(CrashPoint::LogSwapped))
+        .unwrap();
+    drop(log);
+    // A crash now: the restart must not bring the removed segments back.
+    let log = open(dir.path(), config, false);
+    let after = log.segment_bases();
+    assert!(after[0] >= cut, "removed segments came back: {after:?}");
+    assert!(!dir
+        .path()
+        .join("t-0")
+        .join(super::segment::file_name(0, "log"))
+        .exists());
+}
+
+#[test]
+fn retention_removes_segments_emptied_or_shortened_by_cleaning() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = compact_config(200);
+    config.cleanup_policy = "compact,delete".into();
+    config.retention_ms = -1;
+    config.retention_bytes = -1;
+    let log = create(dir.path(), config.clone());
+    append_singles(&log, 30, |i| (i % 4) as u8);
+    log.roll_now(now_ms()).unwrap();
+    cleaner_at(dir.path()).clean(&log, now_ms(), None).unwrap();
+    let bases = log.segment_bases();
+    // Cleaning left empty segments at the log start.
+    assert_eq!(seg_file_len(dir.path(), bases[0]), 0, "{bases:?}");
+    let first_kept = *bases
+        .iter()
+        .find(|&&b| seg_file_len(dir.path(), b) > 0)
+        .unwrap();
+    // retention.bytes one byte below the log size: the empty segments
+    // are over it, the first non-empty one is not.
+    config.retention_bytes = log.size_bytes() as i64 - 1;
+    log.set_config(config);
+    log.apply_retention(now_ms()).unwrap();
+    assert_eq!(log.segment_bases()[0], first_kept);
+    assert_eq!(log.log_start_offset(), first_kept);
+}
+
+#[test]
+fn a_log_deleted_during_a_pass_leaves_no_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = compact_config(200);
+    let log = std::sync::Arc::new(create(dir.path(), config));
+    append_singles(&log, 30, |i| (i % 4) as u8);
+    log.roll_now(now_ms()).unwrap();
+    let l = log.clone();
+    cleaner::BEFORE_COMMIT.with(|h| *h.borrow_mut() = Some(Box::new(move || l.mark_deleted())));
+    let cleaner = cleaner_at(dir.path());
+    let pass = cleaner.clean(&log, now_ms(), None).unwrap();
+    assert_eq!(pass.segments_swapped, 0);
+    // A topic recreated as t-0 starts dirty from its beginning.
+    assert_eq!(cleaner.first_dirty(&log), 0);
+    assert!(
+        !std::fs::read_to_string(dir.path().join(cleaner::CLEANER_CHECKPOINT))
+            .unwrap_or_default()
+            .contains("t 0")
+    );
+}
+
+#[test]
+fn max_compaction_lag_rolls_the_active_segment() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = compact_config(1 << 20);
+    config.segment_ms = 7 * 24 * HOUR;
+    config.max_compaction_lag_ms = 1;
+    let log = create(dir.path(), config.clone());
+    // Record timestamps 1000, then 1000..=1002: 2 ms after the first.
+    log.append_as_leader(
+        &kv_batch(&[(1, Some(1))], None, false, Compression::None),
+        0,
+    )
+    .unwrap();
+    log.append_as_leader(
+        &kv_batch(
+            &[(1, Some(2)), (2, Some(3)), (1, Some(4))],
+            None,
+            false,
+            Compression::None,
+        ),
+        0,
+    )
+    .unwrap();
+    assert_eq!(log.segment_bases(), vec![0, 1]);
+    // Not compacted: segment.ms alone decides.
+    let dir = tempfile::tempdir().unwrap();
+    config.cleanup_policy = "delete".into();
+    let log = create(dir.path(), config);
+    log.append_as_leader(
+        &kv_batch(&[(1, Some(1))], None, false, Compression::None),
+        0,
+    )
+    .unwrap();
+    log.append_as_leader(
+        &kv_batch(
+            &[(1, Some(2)), (2, Some(3))],
+            None,
+            false,
+            Compression::None,
+        ),
+        0,
+    )
+    .unwrap();
+    assert_eq!(log.segment_bases(), vec![0]);
 }

@@ -903,5 +903,52 @@ mod tests {
                 prop_assert!(validate_produce_batch(&out, BIG).is_ok());
             }
         }
+
+        /// Records sections that decompress fine but are damaged (edited,
+        /// cut or extended, with any record count): the record checks and
+        /// the recompression see them whole.
+        #[test]
+        fn damaged_records_sections_never_panic(
+            codec in 0usize..5,
+            target in proptest::option::of(0u8..5),
+            n in 1usize..6,
+            edits in prop_oneof![
+                Just(Vec::new()),
+                proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..4),
+            ],
+            cut in proptest::option::of(any::<prop::sample::Index>()),
+            tail in proptest::collection::vec(any::<u8>(), 0..8),
+            count in prop_oneof![3 => Just(None), 1 => proptest::option::of(any::<i32>())],
+            compacted in any::<bool>(),
+            append_time in any::<bool>(),
+        ) {
+            let mut raw = batch(n, &[], Compression::None)[HEADER_LEN..].to_vec();
+            for (i, v) in edits {
+                let at = i.index(raw.len());
+                raw[at] = v;
+            }
+            if let Some(c) = cut {
+                raw.truncate(c.index(raw.len() + 1));
+            }
+            raw.extend_from_slice(&tail);
+            let count = count.unwrap_or(n as i32);
+            let mut payload = Vec::new();
+            compress_into(CODECS[codec].0, &raw, &mut payload).unwrap();
+            let mut b = batch_with_payload(CODECS[codec].0, &payload);
+            b[23..27].copy_from_slice(&count.wrapping_sub(1).to_be_bytes());
+            b[57..61].copy_from_slice(&count.to_be_bytes());
+            if append_time {
+                b[22] |= 0x08;
+            }
+            crate::log::batch::seal(&mut b);
+            let Ok(h) = validate_produce_batch(&b, BIG) else { return Ok(()) };
+            let r = rules(compacted, Some((i64::MAX / 2, i64::MAX / 2)), target);
+            if let Ok(Some(out)) = prepare_append(&b, &h, &r, NOW, TP) {
+                let h2 = validate_produce_batch(&out, BIG).unwrap();
+                let back = decompress(h2.compression(), &out[HEADER_LEN..], usize::MAX).unwrap();
+                prop_assert_eq!(&back[..], &raw[..]);
+                prop_assert_eq!(&out[23..HEADER_LEN], &b[23..HEADER_LEN]);
+            }
+        }
     }
 }

@@ -782,7 +782,15 @@ impl PartitionLog {
             Some(first) if first >= 0 => next.max_timestamp.saturating_sub(first),
             _ => now_ms.saturating_sub(active.created_ms),
         };
-        let aged = waited > config.segment_ms;
+        // Kafka's LogConfig.maxSegmentMs: a compacted log also rolls once
+        // max.compaction.lag.ms has passed, or a quiet partition's active
+        // segment (never cleaned) would keep its records past the lag.
+        let max_segment_ms = if config.compacted() && config.max_compaction_lag_ms > 0 {
+            config.segment_ms.min(config.max_compaction_lag_ms)
+        } else {
+            config.segment_ms
+        };
+        let aged = waited > max_segment_ms;
         let pos_overflow = active.size + len > u32::MAX as u64;
         if !(full || rel_overflow || aged || pos_overflow) {
             return Ok(false);
@@ -1060,7 +1068,7 @@ impl PartitionLog {
         let mut total: u64 = state.segments.iter().map(|s| s.size).sum();
         let mut new_start = state.log_start_offset;
         let sealed = state.segments.len() - 1;
-        for seg in &state.segments[..sealed] {
+        for (i, seg) in state.segments[..sealed].iter().enumerate() {
             // Kafka judges a segment by its largest timestamp; one without
             // timestamps by its file time.
             let age_base = if seg.max_timestamp >= 0 {
@@ -1076,7 +1084,10 @@ impl PartitionLog {
                 break;
             }
             total -= seg.size;
-            new_start = new_start.max(seg.next_offset);
+            // The next segment's base, as Kafka: a cleaned segment may end
+            // before it (offset gaps), and a start inside the gap would
+            // keep the expired segment forever.
+            new_start = new_start.max(state.segments[i + 1].base_offset);
         }
         if new_start > state.log_start_offset {
             state.log_start_offset = new_start;
@@ -1236,9 +1247,10 @@ impl PartitionLog {
         })
     }
 
-    /// Swaps a committed cleaned copy (`<base>.log.<end>.swap`) in for
-    /// `members` (base offset, file) under the lock, if they are still the
-    /// log's segments; readers holding their files keep reading them.
+    /// Commits a cleaned copy (`<base>.log.cleaned`, its indexes already
+    /// `.swap`) and swaps it in for `members` (base offset, file) under the
+    /// lock, if they are still the log's segments; readers holding their
+    /// files keep reading them.
     pub(crate) fn swap_cleaned(
         &self,
         members: &[(i64, std::sync::Arc<fs::File>)],
@@ -1262,7 +1274,7 @@ impl PartitionLog {
         if !still_there {
             return Ok(SwapOutcome::Stale);
         }
-        if !super::cleaner::finish_swap(&self.dir, base, end, crash)? {
+        if !super::cleaner::commit_swap(&self.dir, base, end, crash)? {
             return Ok(SwapOutcome::Crashed);
         }
         let index_interval = state.config.index_interval_bytes.max(1) as u64;

@@ -11,10 +11,12 @@ use proptest::prelude::*;
 use uuid::Uuid;
 
 use super::batch::BatchIter;
+use super::control::{Marker, MarkerType};
 use super::partition::{OpenOptions as LogOpen, PartitionLog};
 use crate::config::{BrokerConfig, TopicConfig};
 
-fn topic_config(segment_bytes: i32) -> TopicConfig {
+/// The test broker's topic defaults with small segments and a dense index.
+pub(super) fn topic_config(segment_bytes: i32) -> TopicConfig {
     let mut c = BrokerConfig::default_for_tests("/nonexistent".into()).topic_defaults;
     c.segment_bytes = segment_bytes;
     c.index_interval_bytes = 256;
@@ -30,25 +32,55 @@ pub(crate) fn make_batch(
     producer: Option<(i64, i16, i32)>,
 ) -> Bytes {
     let records: Vec<Record> = (0..count)
-        .map(|i| Record {
-            transactional: false,
-            control: false,
-            partition_leader_epoch: 0,
-            producer_id: producer.map_or(-1, |p| p.0),
-            producer_epoch: producer.map_or(-1, |p| p.1),
-            timestamp_type: TimestampType::Creation,
-            offset: i as i64,
-            // The encoder groups records whose offset - sequence is constant;
-            // -1 + i keeps the batch's base sequence at -1 (no producer).
-            sequence: producer.map_or(i as i32 - 1, |p| p.2 + i as i32),
-            timestamp: ts + i as i64,
-            key: Some(Bytes::from(format!("k{tag}-{i}"))),
-            value: Some(Bytes::from(vec![(tag % 251) as u8; value_len])),
-            headers: Default::default(),
-            delete_horizon: false,
+        .map(|i| {
+            let key = Bytes::from(format!("k{tag}-{i}"));
+            let value = Bytes::from(vec![(tag % 251) as u8; value_len]);
+            record(i, ts + i as i64, producer, key, Some(value))
         })
         .collect();
     crate::coordinator::codec::tests::raw_batch(&records, Compression::None)
+}
+
+/// A commit or abort marker of `pid` at `epoch` (coordinator epoch 0).
+pub(super) fn marker(pid: i64, epoch: i16, commit: bool) -> Marker {
+    Marker {
+        kind: if commit {
+            MarkerType::Commit
+        } else {
+            MarkerType::Abort
+        },
+        producer_id: pid,
+        producer_epoch: epoch,
+        coordinator_epoch: 0,
+    }
+}
+
+/// Record `i` of a test batch, keyed, stamped `ts`, not transactional;
+/// `producer` is (id, epoch, base sequence) or none.
+pub(super) fn record(
+    i: usize,
+    ts: i64,
+    producer: Option<(i64, i16, i32)>,
+    key: Bytes,
+    value: Option<Bytes>,
+) -> Record {
+    Record {
+        transactional: false,
+        control: false,
+        partition_leader_epoch: 0,
+        producer_id: producer.map_or(-1, |p| p.0),
+        producer_epoch: producer.map_or(-1, |p| p.1),
+        timestamp_type: TimestampType::Creation,
+        offset: i as i64,
+        // The encoder groups records whose offset - sequence is constant;
+        // -1 + i keeps the batch's base sequence at -1 (no producer).
+        sequence: producer.map_or(i as i32 - 1, |p| p.2 + i as i32),
+        timestamp: ts,
+        key: Some(key),
+        value,
+        headers: Default::default(),
+        delete_horizon: false,
+    }
 }
 
 /// (offset, key) of every record in `bytes`.

@@ -7,46 +7,32 @@ use std::fs::OpenOptions;
 use std::path::Path;
 
 use bytes::Bytes;
-use kafka_protocol::records::{Compression, Record, RecordBatchDecoder, TimestampType};
+use kafka_protocol::records::{Compression, Record, RecordBatchDecoder};
 use proptest::prelude::*;
 use uuid::Uuid;
 
 use super::batch::{BatchHeader, BatchIter};
-use super::control::{Marker, MarkerType};
 use super::partition::{Isolation, OpenOptions as LogOpen, PartitionLog};
+use super::tests::{marker, record, topic_config};
 use super::txn_index::AbortedTxn;
-use crate::config::{BrokerConfig, TopicConfig};
+use crate::config::TopicConfig;
 
 const INVALID_PRODUCER_EPOCH: i16 = 47;
 const INVALID_TXN_STATE: i16 = 48;
 const COORDINATOR_FENCED: i16 = 52;
-
-fn topic_config(segment_bytes: i32) -> TopicConfig {
-    let mut c = BrokerConfig::default_for_tests("/nonexistent".into()).topic_defaults;
-    c.segment_bytes = segment_bytes;
-    c.index_interval_bytes = 256;
-    c
-}
 
 /// One v2 batch of `count` records keyed `k<tag>-<i>`; `producer` is
 /// (id, epoch, base sequence) or none (-1, -1, -1); `transactional` sets the
 /// attribute bit.
 fn batch(tag: u32, count: usize, producer: Option<(i64, i16, i32)>, transactional: bool) -> Bytes {
     let records: Vec<Record> = (0..count)
-        .map(|i| Record {
-            transactional,
-            control: false,
-            partition_leader_epoch: 0,
-            producer_id: producer.map_or(-1, |p| p.0),
-            producer_epoch: producer.map_or(-1, |p| p.1),
-            timestamp_type: TimestampType::Creation,
-            offset: i as i64,
-            sequence: producer.map_or(i as i32 - 1, |p| p.2 + i as i32),
-            timestamp: 1_000 + i as i64,
-            key: Some(Bytes::from(format!("k{tag}-{i}"))),
-            value: Some(Bytes::from(vec![(tag % 251) as u8; 20])),
-            headers: Default::default(),
-            delete_horizon: false,
+        .map(|i| {
+            let key = Bytes::from(format!("k{tag}-{i}"));
+            let value = Bytes::from(vec![(tag % 251) as u8; 20]);
+            Record {
+                transactional,
+                ..record(i, 1_000 + i as i64, producer, key, Some(value))
+            }
         })
         .collect();
     crate::coordinator::codec::tests::raw_batch(&records, Compression::None)
@@ -54,19 +40,6 @@ fn batch(tag: u32, count: usize, producer: Option<(i64, i16, i32)>, transactiona
 
 fn txn_batch(tag: u32, count: usize, pid: i64, epoch: i16, seq: i32) -> Bytes {
     batch(tag, count, Some((pid, epoch, seq)), true)
-}
-
-fn marker(pid: i64, epoch: i16, commit: bool) -> Marker {
-    Marker {
-        kind: if commit {
-            MarkerType::Commit
-        } else {
-            MarkerType::Abort
-        },
-        producer_id: pid,
-        producer_epoch: epoch,
-        coordinator_epoch: 0,
-    }
 }
 
 fn open(
