@@ -9,8 +9,8 @@ mod common;
 use std::time::Duration;
 
 use common::{
-    admin, broker_runtime, consume, consumer, create_topic, flush_all_ok, recording_producer,
-    send_blocking, wait_for, watchdog, TestBroker, TIMEOUT,
+    admin, broker_runtime, broker_with_topic, consume, consumer, create_topic, flush_all_ok,
+    recording_producer, send_blocking, wait_for, watchdog, TestBroker, TIMEOUT,
 };
 use rdkafka::admin::{AdminClient, AdminOptions, NewPartitions};
 use rdkafka::client::DefaultClientContext;
@@ -53,11 +53,8 @@ fn create_partitions_through_the_admin_client() {
         "create_partitions_through_the_admin_client",
         Duration::from_secs(120),
     );
-    let rt = broker_runtime();
-    let broker = rt.block_on(TestBroker::start());
+    let (rt, broker, admin) = broker_with_topic("more", 2, &[]);
     let bootstrap = broker.bootstrap();
-    let admin = admin(&bootstrap);
-    rt.block_on(create_topic(&admin, "more", 2, &[]));
 
     // Validate-only: accepted, nothing changes.
     create_partitions(
@@ -208,11 +205,8 @@ fn cluster_as_the_admin_client_sees_it() {
         "cluster_as_the_admin_client_sees_it",
         Duration::from_secs(60),
     );
-    let rt = broker_runtime();
-    let broker = rt.block_on(TestBroker::start());
+    let (_rt, broker, admin) = broker_with_topic("seen", 3, &[]);
     let bootstrap = broker.bootstrap();
-    let admin = admin(&bootstrap);
-    rt.block_on(create_topic(&admin, "seen", 3, &[]));
     let md = admin
         .inner()
         .fetch_metadata(None, TIMEOUT)

@@ -6,11 +6,11 @@
 
 mod common;
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use common::{
-    admin, broker_runtime, consumer, create_topic, flush_all_ok, recording_producer, send_blocking,
-    wait_for, watchdog, TestBroker, TIMEOUT,
+    admin, broker_runtime, broker_with_topic, consumer, create_topic, flush_all_ok, now_ms,
+    recording_producer, send_blocking, wait_for, watchdog, TestBroker, TIMEOUT,
 };
 use rdkafka::admin::{AdminClient, AdminOptions, AlterConfig, ConfigSource, ResourceSpecifier};
 use rdkafka::client::DefaultClientContext;
@@ -64,13 +64,6 @@ fn describe(
     (entry.value, entry.source, entry.is_read_only)
 }
 
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("clock after 1970")
-        .as_millis() as i64
-}
-
 /// Produces `n` records of 200 bytes stamped `timestamp` to partition 0.
 fn produce(bootstrap: &str, topic: &str, n: usize, timestamp: i64) {
     let producer = recording_producer(
@@ -96,6 +89,45 @@ fn watermarks(bootstrap: &str, topic: &str) -> (i64, i64) {
         .expect("watermarks")
 }
 
+/// Sets `key` to `value` dynamically on broker `node` and checks that
+/// DescribeConfigs shows it as a dynamic broker value, on the broker and as
+/// `topic`'s `topic_key`.
+fn set_broker_key(
+    rt: &Runtime,
+    admin: &AdminClient<DefaultClientContext>,
+    node: i32,
+    (key, value): (&str, &str),
+    (topic, topic_key): (&str, &str),
+) {
+    let broker = ResourceSpecifier::Broker(node);
+    alter(rt, admin, broker, &[(key, value)]).expect(key);
+    let dynamic = (Some(value.to_owned()), ConfigSource::DynamicBroker, false);
+    assert_eq!(describe(rt, admin, broker, key), dynamic, "{key}");
+    assert_eq!(
+        describe(rt, admin, ResourceSpecifier::Topic(topic), topic_key),
+        dynamic,
+        "{topic}: {topic_key}"
+    );
+}
+
+/// Waits for retention to delete from the start of partition 0 of `topic`;
+/// the new earliest offset.
+fn earliest_moved(bootstrap: &str, topic: &str) -> i64 {
+    wait_for(
+        Duration::from_secs(20),
+        || {
+            format!(
+                "{topic}: earliest offset still {:?}",
+                watermarks(bootstrap, topic)
+            )
+        },
+        || {
+            let (low, _) = watermarks(bootstrap, topic);
+            (low > 0).then_some(low)
+        },
+    )
+}
+
 /// A broker whose retention task runs every 100 ms.
 fn quick_retention_broker(rt: &Runtime) -> TestBroker {
     rt.block_on(TestBroker::start_with(|c| {
@@ -107,11 +139,7 @@ fn quick_retention_broker(rt: &Runtime) -> TestBroker {
 #[test]
 fn alter_and_describe_topic_configs() {
     let _dog = watchdog("alter_and_describe_topic_configs", Duration::from_secs(120));
-    let rt = broker_runtime();
-    let broker = rt.block_on(TestBroker::start());
-    let bootstrap = broker.bootstrap();
-    let admin = admin(&bootstrap);
-    rt.block_on(create_topic(&admin, "cfg", 1, &[("segment.ms", "100000")]));
+    let (rt, broker, admin) = broker_with_topic("cfg", 1, &[("segment.ms", "100000")]);
 
     let topic = ResourceSpecifier::Topic("cfg");
     alter(
@@ -208,25 +236,12 @@ fn alter_and_describe_topic_configs() {
         .1,
         ConfigSource::Default
     );
-    alter(
+    set_broker_key(
         &rt,
         &admin,
-        ResourceSpecifier::Broker(node),
-        &[("log.retention.bytes", "1000000")],
-    )
-    .expect("log.retention.bytes");
-    assert_eq!(
-        describe(
-            &rt,
-            &admin,
-            ResourceSpecifier::Broker(node),
-            "log.retention.bytes"
-        ),
-        (Some("1000000".into()), ConfigSource::DynamicBroker, false)
-    );
-    assert_eq!(
-        describe(&rt, &admin, topic, "retention.bytes"),
-        (Some("1000000".into()), ConfigSource::DynamicBroker, false)
+        node,
+        ("log.retention.bytes", "1000000"),
+        ("cfg", "retention.bytes"),
     );
 }
 
@@ -268,19 +283,7 @@ fn retention_bytes_and_segment_bytes_shrink_the_log() {
         &[("segment.bytes", "4096"), ("retention.bytes", "10000")],
     )
     .expect("retention.bytes");
-    let low = wait_for(
-        Duration::from_secs(20),
-        || {
-            format!(
-                "earliest offset still {:?}",
-                watermarks(&bootstrap, "shrink")
-            )
-        },
-        || {
-            let (low, _) = watermarks(&bootstrap, "shrink");
-            (low > 0).then_some(low)
-        },
-    );
+    let low = earliest_moved(&bootstrap, "shrink");
     assert!(low > 200, "earliest only moved to {low}");
     let after = log.size_bytes();
     assert!(
@@ -296,11 +299,8 @@ fn lowered_max_message_bytes_rejects_large_batches() {
         "lowered_max_message_bytes_rejects_large_batches",
         Duration::from_secs(120),
     );
-    let rt = broker_runtime();
-    let broker = rt.block_on(TestBroker::start());
+    let (rt, broker, admin) = broker_with_topic("limit", 1, &[]);
     let bootstrap = broker.bootstrap();
-    let admin = admin(&bootstrap);
-    rt.block_on(create_topic(&admin, "limit", 1, &[]));
     let producer = recording_producer(&bootstrap, &[("linger.ms", "0")]);
     let big = vec![b'b'; 2000];
     send_blocking(
@@ -370,39 +370,14 @@ fn dynamic_broker_log_retention_ms_reaches_topics_without_an_override() {
     assert_eq!(watermarks(&bootstrap, "follows").0, 0);
 
     let node = broker.handle.as_ref().unwrap().broker.node_id();
-    alter(
+    set_broker_key(
         &rt,
         &admin,
-        ResourceSpecifier::Broker(node),
-        &[("log.retention.ms", "60000")],
-    )
-    .expect("log.retention.ms");
-    assert_eq!(
-        describe(
-            &rt,
-            &admin,
-            ResourceSpecifier::Broker(node),
-            "log.retention.ms"
-        ),
-        (Some("60000".into()), ConfigSource::DynamicBroker, false)
+        node,
+        ("log.retention.ms", "60000"),
+        ("follows", "retention.ms"),
     );
-    assert_eq!(
-        describe(
-            &rt,
-            &admin,
-            ResourceSpecifier::Topic("follows"),
-            "retention.ms"
-        ),
-        (Some("60000".into()), ConfigSource::DynamicBroker, false)
-    );
-    let low = wait_for(
-        Duration::from_secs(20),
-        || format!("follows: {:?}", watermarks(&bootstrap, "follows")),
-        || {
-            let (low, _) = watermarks(&bootstrap, "follows");
-            (low > 0).then_some(low)
-        },
-    );
+    let low = earliest_moved(&bootstrap, "follows");
     // Every sealed segment went; the active one stays.
     assert!(low > 50, "earliest only {low}");
     // The topic with its own retention.ms keeps everything.

@@ -8,10 +8,10 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use common::{
-    admin, broker_runtime, consume, consumer, create_topic, flush_all_ok, numbered_payload,
+    broker_runtime, broker_with_topic, consume, consumer, flush_all_ok, now_ms, numbered_payload,
     read_frame, recording_producer, send_blocking, write_frame, TestBroker, TIMEOUT,
 };
 use rdkafka::admin::AdminOptions;
@@ -21,13 +21,6 @@ use rdkafka::producer::{BaseRecord, Producer};
 use rdkafka::{Message, Offset, TopicPartitionList};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("clock after 1970")
-        .as_millis() as i64
-}
 
 // ---------------------------------------------------------------------------
 // 1. Every compression codec, 100k records each.
@@ -116,11 +109,8 @@ fn codec_zstd_round_trips_100k_records() {
 
 #[test]
 fn keyed_records_stay_on_one_partition_in_order() {
-    let rt = broker_runtime();
-    let broker = rt.block_on(TestBroker::start());
+    let (_rt, broker, _admin) = broker_with_topic("keyed", 6, &[]);
     let bootstrap = broker.bootstrap();
-    let admin = admin(&bootstrap);
-    rt.block_on(create_topic(&admin, "keyed", 6, &[]));
 
     const N: usize = 1000;
     let producer = recording_producer(&bootstrap, &[]);
@@ -223,12 +213,9 @@ fn offset_for_time(consumer: &rdkafka::consumer::BaseConsumer, topic: &str, ts: 
 
 #[test]
 fn headers_timestamps_offsets_for_times_watermarks_delete_records() {
-    let rt = broker_runtime();
-    let broker = rt.block_on(TestBroker::start());
-    let bootstrap = broker.bootstrap();
-    let admin = admin(&bootstrap);
     const TOPIC: &str = "meta";
-    rt.block_on(create_topic(&admin, TOPIC, 1, &[]));
+    let (rt, broker, admin) = broker_with_topic(TOPIC, 1, &[]);
+    let bootstrap = broker.bootstrap();
     // Offset queries go through a consumer that never fetches: on an
     // assigned consumer they would queue behind its fetch long-poll (one
     // request at a time per connection, as in Kafka).
@@ -351,16 +338,12 @@ fn headers_timestamps_offsets_for_times_watermarks_delete_records() {
 
 #[test]
 fn log_append_time_topic_stamps_broker_time() {
-    let rt = broker_runtime();
-    let broker = rt.block_on(TestBroker::start());
-    let bootstrap = broker.bootstrap();
-    let admin = admin(&bootstrap);
-    rt.block_on(create_topic(
-        &admin,
+    let (_rt, broker, _admin) = broker_with_topic(
         "append-time",
         1,
         &[("message.timestamp.type", "LogAppendTime")],
-    ));
+    );
+    let bootstrap = broker.bootstrap();
 
     // Uncompressed and compressed batches: both have their max timestamp
     // (and CRC, which the consumer checks) rewritten.

@@ -6,9 +6,12 @@
 mod common;
 
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use common::{admin, broker_runtime, consume, consumer, create_topic, TestBroker, TIMEOUT};
+use common::{
+    admin, broker_runtime, broker_with_topic, consume, consumer, create_topic, now_ms, TestBroker,
+    TIMEOUT,
+};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::Consumer;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
@@ -16,13 +19,6 @@ use rdkafka::message::{DeliveryResult, Header, Headers, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer, ProducerContext};
 use rdkafka::{ClientContext, Message, Offset};
 use runnel::log::batch::{BatchHeader, BatchIter};
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
-}
 
 /// Delivery outcome per record id: the offset, or the error code.
 type Outcomes = Arc<Mutex<Vec<(usize, Result<i64, RDKafkaErrorCode>)>>>;
@@ -167,16 +163,8 @@ fn topic_codecs_recompress_every_producer_codec() {
 
 #[test]
 fn keyless_record_to_compacted_topic_fails_per_message() {
-    let rt = broker_runtime();
-    let broker = rt.block_on(TestBroker::start());
+    let (_rt, broker, _admin) = broker_with_topic("kc", 1, &[("cleanup.policy", "compact")]);
     let bootstrap = broker.bootstrap();
-    let admin = admin(&bootstrap);
-    rt.block_on(create_topic(
-        &admin,
-        "kc",
-        1,
-        &[("cleanup.policy", "compact")],
-    ));
     // One batch of 30 (every 10th keyless): the keyless records fail with
     // INVALID_RECORD, the others with librdkafka's INVALID_DIFFERENT_RECORD
     // (the response names the refused records, KIP-467).
@@ -237,19 +225,15 @@ fn keyless_record_to_compacted_topic_fails_per_message() {
 
 #[test]
 fn timestamp_outside_the_bounds_fails() {
-    let rt = broker_runtime();
-    let broker = rt.block_on(TestBroker::start());
-    let bootstrap = broker.bootstrap();
-    let admin = admin(&bootstrap);
-    rt.block_on(create_topic(
-        &admin,
+    let (_rt, broker, _admin) = broker_with_topic(
         "tb",
         1,
         &[
             ("message.timestamp.before.max.ms", "600000"),
             ("message.timestamp.after.max.ms", "600000"),
         ],
-    ));
+    );
+    let bootstrap = broker.bootstrap();
     let p = producer(&bootstrap, &[("compression.codec", "lz4")]);
     let now = now_ms();
     let cases = [

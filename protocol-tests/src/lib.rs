@@ -667,33 +667,53 @@ fn encode_batch_flags(
     transactional: bool,
 ) -> Bytes {
     assert_eq!(values.len(), timestamps.len());
-    let (pid, epoch, seq) = producer.unwrap_or((-1, -1, -1));
     let records: Vec<Record> = values
         .iter()
         .zip(timestamps)
         .enumerate()
         .map(|(i, (v, &ts))| Record {
             transactional,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: -1,
-            producer_id: pid,
-            producer_epoch: epoch,
-            timestamp_type: TimestampType::Creation,
-            offset: i as i64,
-            // The encoder starts a new batch when offset - sequence changes,
-            // so the sequence advances even without a producer (base -1).
-            sequence: seq.wrapping_add(i as i32),
-            timestamp: ts,
-            key: None,
-            value: Some(Bytes::copy_from_slice(v)),
-            headers: Default::default(),
+            ..record_at(i, ts, producer, None, Some(Bytes::copy_from_slice(v)))
         })
         .collect();
+    encode_records(&records, compression)
+}
+
+/// Record `i` of a batch by `producer` (or by none): offset `i`, created at
+/// `ts`, not transactional, no headers.
+pub fn record_at(
+    i: usize,
+    ts: i64,
+    producer: Option<ProducerInfo>,
+    key: Option<Bytes>,
+    value: Option<Bytes>,
+) -> Record {
+    let (pid, epoch, seq) = producer.unwrap_or((-1, -1, -1));
+    Record {
+        transactional: false,
+        control: false,
+        delete_horizon: false,
+        partition_leader_epoch: -1,
+        producer_id: pid,
+        producer_epoch: epoch,
+        timestamp_type: TimestampType::Creation,
+        offset: i as i64,
+        // The encoder starts a new batch when offset - sequence changes,
+        // so the sequence advances even without a producer (base -1).
+        sequence: seq.wrapping_add(i as i32),
+        timestamp: ts,
+        key,
+        value,
+        headers: Default::default(),
+    }
+}
+
+/// `records` encoded as magic-2 batches.
+pub fn encode_records(records: &[Record], compression: Compression) -> Bytes {
     let mut buf = BytesMut::new();
     RecordBatchEncoder::encode(
         &mut buf,
-        &records,
+        records,
         &RecordEncodeOptions {
             version: 2,
             compression,

@@ -794,6 +794,15 @@ fn component(t: &str, match_type: i8, m: Option<&str>) -> ComponentData {
 /// Sorted (entity as "type=name|type=<default>", sorted key=value list).
 type Described = Vec<(String, Vec<(String, f64)>)>;
 
+/// After requests that must store nothing (`v` is the version they used).
+async fn assert_no_quotas(c: &mut Client, v: i16) {
+    assert_eq!(
+        describe_quotas(c, 1, vec![], false).await,
+        Ok(vec![]),
+        "v{v}"
+    );
+}
+
 async fn describe_quotas(
     c: &mut Client,
     v: i16,
@@ -913,11 +922,7 @@ async fn client_quotas_every_version_and_restart() {
                 assert_eq!(r, vec![(INVALID_REQUEST, Some(text.clone()))], "v{v}");
             }
         }
-        assert_eq!(
-            describe_quotas(&mut c, 1, vec![], false).await,
-            Ok(vec![]),
-            "v{v}"
-        );
+        assert_no_quotas(&mut c, v).await;
 
         // validate_only stores nothing.
         let r = alter_quotas(
@@ -928,11 +933,7 @@ async fn client_quotas_every_version_and_restart() {
         )
         .await;
         assert_eq!(r, vec![(0, None)]);
-        assert_eq!(
-            describe_quotas(&mut c, 1, vec![], false).await,
-            Ok(vec![]),
-            "v{v}"
-        );
+        assert_no_quotas(&mut c, v).await;
     }
 
     let r = alter_quotas(

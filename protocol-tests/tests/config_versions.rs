@@ -63,6 +63,29 @@ fn incr(rtype: i8, name: &str, ops: &[(&str, i8, Option<&str>)]) -> IncrResource
         )
 }
 
+/// Sends an AlterConfigs or IncrementalAlterConfigs request (different types
+/// with the same fields) and checks there is one answer per resource, in
+/// order, naming it; gives (error code, message) per resource.
+macro_rules! per_resource {
+    ($c:expr, $v:expr, $req:expr) => {{
+        let (v, req) = ($v, $req);
+        let resp = $c.call(v, &req).await;
+        assert_eq!(resp.responses.len(), req.resources.len(), "v{v}");
+        resp.responses
+            .iter()
+            .zip(&req.resources)
+            .map(|(r, q)| {
+                assert_eq!(r.resource_type, q.resource_type, "v{v}");
+                assert_eq!(r.resource_name, q.resource_name, "v{v}");
+                (
+                    r.error_code,
+                    r.error_message.as_ref().map(|m| m.to_string()),
+                )
+            })
+            .collect()
+    }};
+}
+
 /// (error code, message) per resource.
 async fn alter(
     c: &mut Client,
@@ -70,24 +93,10 @@ async fn alter(
     validate_only: bool,
     resources: Vec<LegacyResource>,
 ) -> Vec<(i16, Option<String>)> {
-    let n = resources.len();
     let req = AlterConfigsRequest::default()
-        .with_resources(resources.clone())
+        .with_resources(resources)
         .with_validate_only(validate_only);
-    let resp = c.call(v, &req).await;
-    assert_eq!(resp.responses.len(), n, "v{v}");
-    resp.responses
-        .iter()
-        .zip(&resources)
-        .map(|(r, q)| {
-            assert_eq!(r.resource_type, q.resource_type, "v{v}");
-            assert_eq!(r.resource_name, q.resource_name, "v{v}");
-            (
-                r.error_code,
-                r.error_message.as_ref().map(|m| m.to_string()),
-            )
-        })
-        .collect()
+    per_resource!(c, v, req)
 }
 
 async fn incremental(
@@ -96,30 +105,26 @@ async fn incremental(
     validate_only: bool,
     resources: Vec<IncrResource>,
 ) -> Vec<(i16, Option<String>)> {
-    let n = resources.len();
     let req = IncrementalAlterConfigsRequest::default()
-        .with_resources(resources.clone())
+        .with_resources(resources)
         .with_validate_only(validate_only);
-    let resp = c.call(v, &req).await;
-    assert_eq!(resp.responses.len(), n, "v{v}");
-    resp.responses
-        .iter()
-        .zip(&resources)
-        .map(|(r, q)| {
-            assert_eq!(r.resource_type, q.resource_type, "v{v}");
-            assert_eq!(r.resource_name, q.resource_name, "v{v}");
-            (
-                r.error_code,
-                r.error_message.as_ref().map(|m| m.to_string()),
-            )
-        })
-        .collect()
+    per_resource!(c, v, req)
 }
 
 /// One incremental change to one resource that must succeed.
 async fn incr_ok(c: &mut Client, rtype: i8, name: &str, ops: &[(&str, i8, Option<&str>)]) {
     let r = incremental(c, 1, false, vec![incr(rtype, name, ops)]).await;
     assert_eq!(r[0].0, NONE, "{name} {ops:?}: {:?}", r[0].1);
+}
+
+/// One incremental change to one resource that must fail with `code` and a
+/// message containing `msg`.
+async fn incr_fails(c: &mut Client, v: i16, resource: IncrResource, code: i16, msg: &str) {
+    let what = format!("v{v} {resource:?}");
+    let r = incremental(c, v, false, vec![resource]).await;
+    assert_eq!(r[0].0, code, "{what}: {:?}", r[0].1);
+    let got = r[0].1.clone().unwrap_or_default();
+    assert!(got.contains(msg), "{what}: message {got:?} lacks {msg:?}");
 }
 
 /// DescribeConfigs v4 (with synonyms) of one resource.
@@ -429,11 +434,7 @@ async fn topic_errors_are_kafkas() {
             ),
         ];
         for (resource, code, msg) in cases {
-            let what = format!("v{v} {resource:?}");
-            let r = incremental(&mut c, v, false, vec![resource]).await;
-            assert_eq!(r[0].0, code, "{what}: {:?}", r[0].1);
-            let got = r[0].1.clone().unwrap_or_default();
-            assert!(got.contains(msg), "{what}: message {got:?} lacks {msg:?}");
+            incr_fails(&mut c, v, resource, code, msg).await;
         }
         // Nothing above changed the topic.
         assert_eq!(
@@ -585,11 +586,7 @@ async fn broker_errors_are_kafkas() {
             ),
         ];
         for (resource, code, msg) in cases {
-            let what = format!("v{v} {resource:?}");
-            let r = incremental(&mut c, v, false, vec![resource]).await;
-            assert_eq!(r[0].0, code, "{what}: {:?}", r[0].1);
-            let got = r[0].1.clone().unwrap_or_default();
-            assert!(got.contains(&msg), "{what}: message {got:?} lacks {msg:?}");
+            incr_fails(&mut c, v, resource, code, &msg).await;
         }
     }
     for v in versions(ApiKey::AlterConfigs) {

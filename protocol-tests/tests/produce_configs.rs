@@ -3,13 +3,10 @@
 //! bounds refused with KIP-467 per-record errors (carried from Produce v8),
 //! and compression.type recompressing batches to the topic's codec.
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use kafka_protocol::indexmap::IndexMap;
 use kafka_protocol::messages::produce_response::PartitionProduceResponse;
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, RecordSet,
-    TimestampType,
-};
+use kafka_protocol::records::{Compression, Record, RecordBatchDecoder, RecordSet, TimestampType};
 use protocol_tests::*;
 
 const INVALID_TIMESTAMP: i16 = 32;
@@ -31,42 +28,23 @@ fn now() -> i64 {
 
 /// One record: key `k{i}` unless keyless, a value, two headers, timestamp `ts`.
 fn record(i: usize, keyed: bool, ts: i64, producer: Option<ProducerInfo>) -> Record {
-    let (pid, epoch, seq) = producer.unwrap_or((-1, -1, -1));
     let mut headers = IndexMap::new();
     headers.insert(
         str_bytes(&format!("h{i}")),
         Some(Bytes::from(vec![i as u8; 4])),
     );
     headers.insert(str_bytes("null"), None);
+    let key = keyed.then(|| Bytes::from(format!("k{i}")));
+    let value = Some(Bytes::from(format!("value {i} ").repeat(10)));
     Record {
-        transactional: false,
-        control: false,
-        delete_horizon: false,
-        partition_leader_epoch: -1,
-        producer_id: pid,
-        producer_epoch: epoch,
-        timestamp_type: TimestampType::Creation,
-        offset: i as i64,
-        sequence: seq.wrapping_add(i as i32),
-        timestamp: ts,
-        key: keyed.then(|| Bytes::from(format!("k{i}"))),
-        value: Some(Bytes::from(format!("value {i} ").repeat(10))),
         headers,
+        ..record_at(i, ts, producer, key, value)
     }
 }
 
+/// `records` as exactly one batch.
 fn encode(records: &[Record], compression: Compression) -> Bytes {
-    let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(
-        &mut buf,
-        records,
-        &RecordEncodeOptions {
-            version: 2,
-            compression,
-        },
-    )
-    .unwrap();
-    let b = buf.freeze();
+    let b = encode_records(records, compression);
     assert_eq!(batch_count(&b), 1);
     b
 }

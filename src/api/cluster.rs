@@ -65,33 +65,35 @@ pub fn describe_cluster(
     let broker = &ctx.broker;
     // v0 carries no endpoint type (it decodes as the default, brokers).
     let wanted = req.endpoint_type;
-    if wanted != ENDPOINT_BROKER && wanted != ENDPOINT_CONTROLLER {
-        let code = if ctx.version == 0 {
-            Code::InvalidRequest
-        } else {
-            Code::UnsupportedEndpointType
-        };
-        return DescribeClusterResponse::default()
-            .with_error_code(code.code())
-            .with_error_message(Some(str_bytes(&format!(
-                "Unsupported endpoint type {wanted}"
-            ))));
-    }
-    if wanted != ENDPOINT_BROKER {
+    let refused = if wanted != ENDPOINT_BROKER && wanted != ENDPOINT_CONTROLLER {
+        Some((
+            Code::UnsupportedEndpointType,
+            format!("Unsupported endpoint type {wanted}"),
+        ))
+    } else if wanted != ENDPOINT_BROKER {
         // A broker's listener is not a controller endpoint; clients are told
         // so, as Kafka's broker tells them.
-        let code = if ctx.version == 0 {
-            Code::InvalidRequest
-        } else {
-            Code::MismatchedEndpointType
-        };
-        return DescribeClusterResponse::default()
-            .with_error_code(code.code())
-            .with_error_message(Some(str_bytes(&format!(
+        Some((
+            Code::MismatchedEndpointType,
+            format!(
                 "The request was sent to an endpoint of type {}, but we wanted an endpoint of type {}",
                 endpoint_name(ENDPOINT_BROKER),
                 endpoint_name(wanted)
-            ))));
+            ),
+        ))
+    } else {
+        None
+    };
+    if let Some((code, message)) = refused {
+        // Both codes came with KIP-919 (v1): INVALID_REQUEST before.
+        let code = if ctx.version == 0 {
+            Code::InvalidRequest
+        } else {
+            code
+        };
+        return DescribeClusterResponse::default()
+            .with_error_code(code.code())
+            .with_error_message(Some(str_bytes(&message)));
     }
     let advertised = ctx.advertised();
     let node = broker.node_id();

@@ -143,41 +143,26 @@ enum Change {
 type Failure = (Code, String);
 
 pub fn alter_configs(ctx: &RequestContext, req: AlterConfigsRequest) -> AlterConfigsResponse {
-    let duplicates = duplicate_resources(
-        req.resources
-            .iter()
-            .map(|r| (r.resource_type, r.resource_name.to_string())),
-    );
-    let responses = req
+    let targets = req
         .resources
         .into_iter()
         .map(|r| {
-            let name = r.resource_name.to_string();
             let change = Change::Replace(
                 r.configs
                     .into_iter()
                     .map(|c| (c.name.to_string(), c.value.map(|v| v.to_string())))
                     .collect(),
             );
-            let result = if duplicates.contains(&(r.resource_type, name.clone())) {
-                Err(each_once())
-            } else {
-                alter_resource(
-                    &ctx.broker,
-                    r.resource_type,
-                    &name,
-                    change,
-                    req.validate_only,
-                )
-            };
-            let (code, message) = split(result);
-            alter_configs_response::AlterConfigsResourceResponse::default()
-                .with_error_code(code)
-                .with_error_message(message)
-                .with_resource_type(r.resource_type)
-                .with_resource_name(r.resource_name)
+            (r.resource_type, r.resource_name, change)
         })
         .collect();
+    let responses = alter_all(&ctx.broker, targets, req.validate_only, |a| {
+        alter_configs_response::AlterConfigsResourceResponse::default()
+            .with_error_code(a.code)
+            .with_error_message(a.message)
+            .with_resource_type(a.resource_type)
+            .with_resource_name(a.name)
+    });
     AlterConfigsResponse::default().with_responses(responses)
 }
 
@@ -185,16 +170,10 @@ pub fn incremental_alter_configs(
     ctx: &RequestContext,
     req: IncrementalAlterConfigsRequest,
 ) -> IncrementalAlterConfigsResponse {
-    let duplicates = duplicate_resources(
-        req.resources
-            .iter()
-            .map(|r| (r.resource_type, r.resource_name.to_string())),
-    );
-    let responses = req
+    let targets = req
         .resources
         .into_iter()
         .map(|r| {
-            let name = r.resource_name.to_string();
             let change = Change::Ops(
                 r.configs
                     .into_iter()
@@ -207,26 +186,58 @@ pub fn incremental_alter_configs(
                     })
                     .collect(),
             );
-            let result = if duplicates.contains(&(r.resource_type, name.clone())) {
-                Err(each_once())
-            } else {
-                alter_resource(
-                    &ctx.broker,
-                    r.resource_type,
-                    &name,
-                    change,
-                    req.validate_only,
-                )
-            };
-            let (code, message) = split(result);
-            incremental_alter_configs_response::AlterConfigsResourceResponse::default()
-                .with_error_code(code)
-                .with_error_message(message)
-                .with_resource_type(r.resource_type)
-                .with_resource_name(r.resource_name)
+            (r.resource_type, r.resource_name, change)
         })
         .collect();
+    let responses = alter_all(&ctx.broker, targets, req.validate_only, |a| {
+        incremental_alter_configs_response::AlterConfigsResourceResponse::default()
+            .with_error_code(a.code)
+            .with_error_message(a.message)
+            .with_resource_type(a.resource_type)
+            .with_resource_name(a.name)
+    });
     IncrementalAlterConfigsResponse::default().with_responses(responses)
+}
+
+/// The outcome for one resource of either request, in request order.
+struct Altered {
+    resource_type: i8,
+    name: StrBytes,
+    code: i16,
+    message: Option<StrBytes>,
+}
+
+/// Applies each (resource type, name, change) in request order and makes
+/// each outcome into the request's response type with `respond`; both alter
+/// requests answer per resource the same way.
+fn alter_all<T>(
+    broker: &Broker,
+    targets: Vec<(i8, StrBytes, Change)>,
+    validate_only: bool,
+    respond: impl Fn(Altered) -> T,
+) -> Vec<T> {
+    let duplicates = duplicate_resources(
+        targets
+            .iter()
+            .map(|(resource_type, name, _)| (*resource_type, name.to_string())),
+    );
+    targets
+        .into_iter()
+        .map(|(resource_type, name, change)| {
+            let result = if duplicates.contains(&(resource_type, name.to_string())) {
+                Err(each_once())
+            } else {
+                alter_resource(broker, resource_type, &name, change, validate_only)
+            };
+            let (code, message) = split(result);
+            respond(Altered {
+                resource_type,
+                name,
+                code,
+                message,
+            })
+        })
+        .collect()
 }
 
 /// Kafka fails every copy of a resource named twice in one request.

@@ -62,6 +62,19 @@ impl MetadataImage {
         self.by_id.get(id)
     }
 
+    /// Adds `info`, or replaces the topic with its id, under both keys.
+    fn put_topic(&mut self, info: Arc<TopicInfo>) {
+        self.topics.insert(info.name.clone(), info.clone());
+        self.by_id.insert(info.id, info);
+    }
+
+    /// Removes topic `id` under both keys.
+    fn remove_topic(&mut self, id: &Uuid) {
+        if let Some(info) = self.by_id.remove(id) {
+            self.topics.shift_remove(&info.name);
+        }
+    }
+
     /// The dynamic configs that apply to node `node_id`.
     pub fn dynamic_broker(&self, node_id: i32) -> DynamicBrokerConfigs {
         DynamicBrokerConfigs {
@@ -217,6 +230,21 @@ impl MetadataStore {
         self.image.read().clone()
     }
 
+    /// Makes `next` the image readers see; called with the writer lock held,
+    /// after the change's records are durable.
+    fn publish(&self, next: MetadataImage) {
+        *self.image.write() = Arc::new(next);
+    }
+
+    /// Publishes `image` with `info` added or replacing its topic.
+    fn publish_topic(&self, image: &MetadataImage, info: TopicInfo) -> Arc<TopicInfo> {
+        let info = Arc::new(info);
+        let mut next = image.clone();
+        next.put_topic(info.clone());
+        self.publish(next);
+        info
+    }
+
     pub fn cluster_id(&self) -> &str {
         &self.cluster_id
     }
@@ -287,12 +315,7 @@ impl MetadataStore {
             value: Some(value.clone()),
         }));
         writer.append_all(&records)?;
-        let info = Arc::new(info);
-        let mut next = (*image).clone();
-        next.topics.insert(info.name.clone(), info.clone());
-        next.by_id.insert(id, info.clone());
-        *self.image.write() = Arc::new(next);
-        Ok(info)
+        Ok(self.publish_topic(&image, info))
     }
 
     /// Removes a topic from the image (durably). The caller deletes its data.
@@ -304,9 +327,8 @@ impl MetadataStore {
         };
         writer.append(&MetadataRecord::DeleteTopic { id })?;
         let mut next = (*image).clone();
-        next.topics.shift_remove(&info.name);
-        next.by_id.remove(&id);
-        *self.image.write() = Arc::new(next);
+        next.remove_topic(&id);
+        self.publish(next);
         Ok(info)
     }
 
@@ -337,12 +359,7 @@ impl MetadataStore {
             id,
             partitions: count,
         })?;
-        let info = Arc::new(info);
-        let mut next = (*image).clone();
-        next.topics.insert(info.name.clone(), info.clone());
-        next.by_id.insert(id, info.clone());
-        *self.image.write() = Arc::new(next);
-        Ok(info)
+        Ok(self.publish_topic(&image, info))
     }
 
     /// Applies client-quota changes (`None` removes the key) durably and at
@@ -368,7 +385,7 @@ impl MetadataStore {
         for (entity, key, value) in changes {
             apply_quota(&mut next, entity, key, value);
         }
-        *self.image.write() = Arc::new(next);
+        self.publish(next);
         Ok(())
     }
 
@@ -387,7 +404,7 @@ impl MetadataStore {
         *self.static_config.write() = Some(config.clone());
         let next = reresolve(&image, &defaults);
         *self.topic_defaults.write() = defaults;
-        *self.image.write() = Arc::new(next);
+        self.publish(next);
     }
 
     /// The effective defaults for topic configs.
@@ -425,34 +442,15 @@ impl MetadataStore {
         let overrides = change(&old.overrides)?;
         let config = TopicConfig::resolve(&self.topic_defaults.read(), &overrides)
             .map_err(MetadataError::from)?;
-        let set = overrides
-            .iter()
-            .filter(|(key, value)| old.overrides.get(*key) != Some(*value))
-            .map(|(key, value)| (key, Some(value.clone())));
-        let removed = old
-            .overrides
-            .keys()
-            .filter(|k| !overrides.contains_key(*k))
-            .map(|key| (key, None));
-        let records: Vec<_> = set
-            .chain(removed)
-            .map(|(key, value)| MetadataRecord::Config {
-                id,
-                key: key.clone(),
-                value,
-            })
+        let records: Vec<_> = changed_keys(&old.overrides, &overrides)
+            .map(|(key, value)| MetadataRecord::Config { id, key, value })
             .collect();
         writer.append_all(&records)?;
         let mut info = (**old).clone();
         info.overrides = overrides;
         info.config = config;
         apply(&info);
-        let info = Arc::new(info);
-        let mut next = (*image).clone();
-        next.topics.insert(info.name.clone(), info.clone());
-        next.by_id.insert(id, info.clone());
-        *self.image.write() = Arc::new(next);
-        Ok(info)
+        Ok(self.publish_topic(&image, info))
     }
 
     /// Replaces the dynamic configs of broker resource `resource` (a node
@@ -500,19 +498,10 @@ impl MetadataStore {
         }
         // Kafka writes a record even for an unchanged broker value, so that
         // every broker reloads; one node has nothing to reload.
-        let set = configs
-            .iter()
-            .filter(|(key, value)| old.get(*key) != Some(*value))
-            .map(|(key, value)| (key, Some(value.clone())));
-        let removed = old
-            .keys()
-            .filter(|k| !configs.contains_key(*k))
-            .map(|key| (key, None));
-        let records: Vec<_> = set
-            .chain(removed)
+        let records: Vec<_> = changed_keys(&old, &configs)
             .map(|(key, value)| MetadataRecord::BrokerConfig {
                 resource: resource.to_owned(),
-                key: key.clone(),
+                key,
                 value,
             })
             .collect();
@@ -520,7 +509,7 @@ impl MetadataStore {
         let next = reresolve(&next, &defaults);
         *self.topic_defaults.write() = defaults;
         apply(&next);
-        *self.image.write() = Arc::new(next);
+        self.publish(next);
         Ok(())
     }
 
@@ -549,15 +538,13 @@ fn apply(
             id,
             partitions,
         } => {
-            let info = Arc::new(TopicInfo {
-                name: name.clone(),
+            image.put_topic(Arc::new(TopicInfo {
+                name,
                 id,
                 partitions,
                 overrides: IndexMap::new(),
                 config: defaults.clone(),
-            });
-            image.topics.insert(name, info.clone());
-            image.by_id.insert(id, info);
+            }));
         }
         MetadataRecord::Config { id, key, value } => {
             if let Some(old) = image.by_id.get(&id) {
@@ -571,24 +558,18 @@ fn apply(
                     }
                 }
                 info.config = TopicConfig::resolve_stored(&info.name, defaults, &info.overrides);
-                let info = Arc::new(info);
-                image.topics.insert(info.name.clone(), info.clone());
-                image.by_id.insert(id, info);
+                image.put_topic(Arc::new(info));
             }
         }
         MetadataRecord::DeleteTopic { id } => {
-            if let Some(info) = image.by_id.remove(&id) {
-                image.topics.shift_remove(&info.name);
-            }
+            image.remove_topic(&id);
         }
         MetadataRecord::ProducerIds { .. } => {}
         MetadataRecord::Partitions { id, partitions } => {
             if let Some(old) = image.by_id.get(&id) {
                 let mut info = (**old).clone();
                 info.partitions = info.partitions.max(partitions);
-                let info = Arc::new(info);
-                image.topics.insert(info.name.clone(), info.clone());
-                image.by_id.insert(id, info);
+                image.put_topic(Arc::new(info));
             }
         }
         MetadataRecord::Quota { entity, key, value } => apply_quota(image, entity, key, value),
@@ -614,15 +595,31 @@ fn apply(
     Ok(())
 }
 
+/// What turns config map `old` into `new`, one entry per key: the new value
+/// of a key that is added or changed (in `new`'s order), then `None` for
+/// each key that is gone (in `old`'s order).
+fn changed_keys<'a>(
+    old: &'a IndexMap<String, String>,
+    new: &'a IndexMap<String, String>,
+) -> impl Iterator<Item = (String, Option<String>)> + 'a {
+    let set = new
+        .iter()
+        .filter(|(key, value)| old.get(*key) != Some(*value))
+        .map(|(key, value)| (key.clone(), Some(value.clone())));
+    let removed = old
+        .keys()
+        .filter(|key| !new.contains_key(*key))
+        .map(|key| (key.clone(), None));
+    set.chain(removed)
+}
+
 /// `image` with every topic's config resolved again over `defaults`.
 fn reresolve(image: &MetadataImage, defaults: &TopicConfig) -> MetadataImage {
     let mut next = image.clone();
     for info in image.topics.values() {
         let mut info = (**info).clone();
         info.config = TopicConfig::resolve_stored(&info.name, defaults, &info.overrides);
-        let info = Arc::new(info);
-        next.topics.insert(info.name.clone(), info.clone());
-        next.by_id.insert(info.id, info);
+        next.put_topic(Arc::new(info));
     }
     next
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::exposition::{Kind, Page};
-use super::{Metrics, TopicCounters, LATENCY_BOUNDS_MS};
+use super::{ListenerConnections, Metrics, TopicCounters, LATENCY_BOUNDS_MS};
 use crate::broker::Broker;
 use crate::coordinator::group::state::GroupState;
 use crate::log::PartitionLog;
@@ -55,27 +55,26 @@ pub(super) async fn render(broker: &Arc<Broker>, shutting_down: bool) -> String 
     partition_metrics(&mut page, broker);
     cleaner_metrics(&mut page, broker);
 
-    let open = "kafka_server_socket_server_metrics_connection_count";
-    page.family(open, Kind::Gauge, "Open client connections per listener.");
-    for (name, l) in m.listener_names.iter().zip(m.listeners.iter()) {
-        page.sample(
-            open,
-            &[("listener", name)],
-            l.open.load(Relaxed).max(0) as f64,
-        );
-    }
-    let created = "kafka_server_socket_server_metrics_connection_creation_total";
-    page.family(
-        created,
-        Kind::Counter,
-        "Client connections accepted per listener.",
-    );
-    for (name, l) in m.listener_names.iter().zip(m.listeners.iter()) {
-        page.sample(
-            created,
-            &[("listener", name)],
-            l.created.load(Relaxed) as f64,
-        );
+    type Read = fn(&ListenerConnections) -> f64;
+    let per_listener: [(&str, Kind, &str, Read); 2] = [
+        (
+            "kafka_server_socket_server_metrics_connection_count",
+            Kind::Gauge,
+            "Open client connections per listener.",
+            |l| l.open.load(Relaxed).max(0) as f64,
+        ),
+        (
+            "kafka_server_socket_server_metrics_connection_creation_total",
+            Kind::Counter,
+            "Client connections accepted per listener.",
+            |l| l.created.load(Relaxed) as f64,
+        ),
+    ];
+    for (family, kind, help, read) in per_listener {
+        page.family(family, kind, help);
+        for (name, l) in m.listener_names.iter().zip(m.listeners.iter()) {
+            page.sample(family, &[("listener", name)], read(l));
+        }
     }
 
     match groups {
@@ -249,37 +248,37 @@ fn partition_metrics(page: &mut Page, broker: &Broker) {
         under_min_isr += usize::from(isr < min_isr);
         at_min_isr += usize::from(isr == min_isr);
     }
-    let gauges = [
-        (
-            "kafka_server_replicamanager_partitioncount",
-            "Partitions on this broker, internal topics included.",
-            logs.len(),
-        ),
-        (
-            "kafka_server_replicamanager_leadercount",
-            "Partitions this broker leads.",
-            logs.len(),
-        ),
-        (
-            "kafka_server_replicamanager_underreplicatedpartitions",
-            "Led partitions with fewer in-sync replicas than replicas.",
-            under_replicated,
-        ),
-        (
-            "kafka_server_replicamanager_underminisrpartitioncount",
-            "Led partitions with fewer in-sync replicas than min.insync.replicas.",
-            under_min_isr,
-        ),
-        (
-            "kafka_server_replicamanager_atminisrpartitioncount",
-            "Led partitions with exactly min.insync.replicas in-sync replicas.",
-            at_min_isr,
-        ),
-    ];
-    for (name, help, value) in gauges {
-        page.family(name, Kind::Gauge, help);
-        page.sample(name, &[], value as f64);
-    }
+    unlabelled(
+        page,
+        Kind::Gauge,
+        [
+            (
+                "kafka_server_replicamanager_partitioncount",
+                "Partitions on this broker, internal topics included.",
+                logs.len() as f64,
+            ),
+            (
+                "kafka_server_replicamanager_leadercount",
+                "Partitions this broker leads.",
+                logs.len() as f64,
+            ),
+            (
+                "kafka_server_replicamanager_underreplicatedpartitions",
+                "Led partitions with fewer in-sync replicas than replicas.",
+                under_replicated as f64,
+            ),
+            (
+                "kafka_server_replicamanager_underminisrpartitioncount",
+                "Led partitions with fewer in-sync replicas than min.insync.replicas.",
+                under_min_isr as f64,
+            ),
+            (
+                "kafka_server_replicamanager_atminisrpartitioncount",
+                "Led partitions with exactly min.insync.replicas in-sync replicas.",
+                at_min_isr as f64,
+            ),
+        ],
+    );
 
     type Read = fn(&PartitionLog) -> f64;
     let per_partition: [(&str, &str, Read); 4] = [
@@ -321,37 +320,37 @@ fn partition_metrics(page: &mut Page, broker: &Broker) {
 
 fn cleaner_metrics(page: &mut Page, broker: &Broker) {
     let stats = broker.logs.cleaner_stats();
-    let counters = [
-        (
-            "runnel_log_cleaner_cleanings_total",
-            "Partition cleanings that replaced at least one segment.",
-            stats.cleanings,
-        ),
-        (
-            "runnel_log_cleaner_bytes_read_total",
-            "Bytes the log cleaner read.",
-            stats.bytes_read,
-        ),
-        (
-            "runnel_log_cleaner_bytes_written_total",
-            "Bytes the log cleaner wrote.",
-            stats.bytes_written,
-        ),
-        (
-            "runnel_log_cleaner_records_removed_total",
-            "Records compaction removed (superseded values and expired tombstones).",
-            stats.records_removed,
-        ),
-        (
-            "runnel_log_cleaner_failures_total",
-            "Cleanings that failed with an I/O error.",
-            stats.failures,
-        ),
-    ];
-    for (name, help, value) in counters {
-        page.family(name, Kind::Counter, help);
-        page.sample(name, &[], value as f64);
-    }
+    unlabelled(
+        page,
+        Kind::Counter,
+        [
+            (
+                "runnel_log_cleaner_cleanings_total",
+                "Partition cleanings that replaced at least one segment.",
+                stats.cleanings as f64,
+            ),
+            (
+                "runnel_log_cleaner_bytes_read_total",
+                "Bytes the log cleaner read.",
+                stats.bytes_read as f64,
+            ),
+            (
+                "runnel_log_cleaner_bytes_written_total",
+                "Bytes the log cleaner wrote.",
+                stats.bytes_written as f64,
+            ),
+            (
+                "runnel_log_cleaner_records_removed_total",
+                "Records compaction removed (superseded values and expired tombstones).",
+                stats.records_removed as f64,
+            ),
+            (
+                "runnel_log_cleaner_failures_total",
+                "Cleanings that failed with an I/O error.",
+                stats.failures as f64,
+            ),
+        ],
+    );
     let name = "kafka_log_logcleaner_max_clean_time_secs";
     page.family(
         name,
@@ -359,6 +358,14 @@ fn cleaner_metrics(page: &mut Page, broker: &Broker) {
         "Duration of the last cleaning, in seconds (one cleaner thread).",
     );
     page.sample(name, &[], stats.last_duration_ms as f64 / 1000.0);
+}
+
+/// Families of one sample without labels each: (name, help, value).
+fn unlabelled<const N: usize>(page: &mut Page, kind: Kind, families: [(&str, &str, f64); N]) {
+    for (name, help, value) in families {
+        page.family(name, kind, help);
+        page.sample(name, &[], value);
+    }
 }
 
 fn group_metrics(page: &mut Page, counts: &[(GroupState, usize)]) {

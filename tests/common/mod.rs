@@ -87,6 +87,14 @@ pub fn broker_runtime() -> tokio::runtime::Runtime {
         .expect("tokio runtime")
 }
 
+/// Wall-clock milliseconds, as record timestamps are stamped.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_millis() as i64
+}
+
 /// One delivery report: `id` is the number the caller gave the record.
 #[derive(Debug, Clone)]
 pub struct Delivery {
@@ -355,6 +363,24 @@ pub fn admin(bootstrap: &str) -> AdminClient<DefaultClientContext> {
         .set("bootstrap.servers", bootstrap)
         .create()
         .expect("admin client")
+}
+
+/// The start of most client tests: a runtime, a default broker on it, and
+/// `topic` created through the returned admin client.
+pub fn broker_with_topic(
+    topic: &str,
+    partitions: i32,
+    configs: &[(&str, &str)],
+) -> (
+    tokio::runtime::Runtime,
+    TestBroker,
+    AdminClient<DefaultClientContext>,
+) {
+    let rt = broker_runtime();
+    let broker = rt.block_on(TestBroker::start());
+    let admin = admin(&broker.bootstrap());
+    rt.block_on(create_topic(&admin, topic, partitions, configs));
+    (rt, broker, admin)
 }
 
 /// Creates a topic through the CreateTopics API and asserts success.
