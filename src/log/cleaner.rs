@@ -12,12 +12,19 @@
 //! the last stable offset or younger than `min.compaction.lag.ms` is cleaned;
 //! offsets are kept (gaps are fine) and each rewritten batch keeps its base
 //! offset, last offset delta, producer id/epoch/base sequence, timestamps and
-//! attributes, recompressed with its own codec; tombstones go once the
-//! segment's last-modified time is `delete.retention.ms` old; records of
-//! aborted transactions go; an emptied batch that is its producer's last
-//! stays as an empty batch so producer state survives a rebuild.
-//! Transaction markers are always kept (Kafka may drop them after the delete
-//! horizon; keeping them is allowed and keeps every replay exact).
+//! attributes, recompressed with its own codec; records of aborted
+//! transactions go; an emptied batch that is its producer's last stays as an
+//! empty batch so producer state survives a rebuild.
+//!
+//! Tombstones (KIP-534): the first pass that keeps a batch holding a
+//! tombstone rewrites it with a delete horizon (attributes bit 6, base
+//! timestamp = pass time + `delete.retention.ms`, record timestamp deltas
+//! re-based so each record keeps its timestamp); a later pass at or past
+//! the horizon removes its tombstones. So a tombstone stays readable for at
+//! least `delete.retention.ms` after the first cleaning that saw it,
+//! however old its segment. Transaction markers are always kept (Kafka may
+//! drop them after a horizon; keeping them is allowed and keeps every replay
+//! exact).
 //!
 //! Crash safety: the new segment is written as `<base>.log.cleaned` (+
 //! `.index.cleaned`, `.timeindex.cleaned`, `.txnindex.cleaned`), fsynced,
@@ -502,6 +509,40 @@ impl AbortedSet {
     }
 }
 
+/// Attributes bit 6: the batch's base timestamp is its delete horizon.
+const DELETE_HORIZON_BIT: i16 = 0x40;
+
+/// The delete horizon stored in a batch (KIP-534), if any.
+fn delete_horizon(h: &BatchHeader) -> Option<i64> {
+    (h.attributes & DELETE_HORIZON_BIT != 0).then_some(h.base_timestamp)
+}
+
+fn put_varint(out: &mut Vec<u8>, v: i64) {
+    let mut z = ((v << 1) ^ (v >> 63)) as u64;
+    while z >= 0x80 {
+        out.push((z as u8) | 0x80);
+        z >>= 7;
+    }
+    out.push(z as u8);
+}
+
+/// `raw` (one record: length, attributes, timestamp delta, rest) with its
+/// timestamp delta replaced by `delta`; the rest is copied unchanged.
+fn with_timestamp_delta(raw: &[u8], delta: i64, out: &mut Vec<u8>) -> Option<()> {
+    let mut pos = 0usize;
+    varint(raw, &mut pos)?;
+    let body_start = pos;
+    pos += 1; // attributes
+    varint(raw, &mut pos)?;
+    let mut body = Vec::with_capacity(raw.len() - body_start + 10);
+    body.push(*raw.get(body_start)?);
+    put_varint(&mut body, delta);
+    body.extend_from_slice(raw.get(pos..)?);
+    put_varint(out, i64::try_from(body.len()).ok()?);
+    out.extend_from_slice(&body);
+    Some(())
+}
+
 fn mtime_ms(file: &File) -> io::Result<i64> {
     Ok(file
         .metadata()?
@@ -595,9 +636,11 @@ pub fn clean_partition(
         producer_last: &view.producer_last_offsets,
         io_buffer,
         decompress_limit: limit,
+        now_ms,
+        delete_retention_ms: view.config.delete_retention_ms,
     };
     for group in group_segments(&to_clean, view.config.segment_bytes.max(1) as u64) {
-        let done = clean_group(log, &view, &ctx, &group, now_ms, &mut stats, crash)?;
+        let done = clean_group(log, &view, &ctx, &group, &mut stats, crash)?;
         if stats.crashed {
             return Ok(stats);
         }
@@ -633,6 +676,11 @@ struct Filter<'a> {
     /// Read size (`log.cleaner.io.buffer.size`).
     io_buffer: usize,
     decompress_limit: usize,
+    /// The pass's time: tombstones of a batch whose delete horizon is at or
+    /// before it go; a batch keeping tombstones without a horizon gets
+    /// `now_ms + delete_retention_ms`.
+    now_ms: i64,
+    delete_retention_ms: i64,
 }
 
 enum Kept {
@@ -643,12 +691,7 @@ enum Kept {
 
 impl Filter<'_> {
     /// Kafka's `checkBatchRetention` + `shouldRetainRecord` for one batch.
-    fn filter(
-        &self,
-        h: &BatchHeader,
-        bytes: &[u8],
-        retain_deletes: bool,
-    ) -> io::Result<(Kept, u64)> {
+    fn filter(&self, h: &BatchHeader, bytes: &[u8]) -> io::Result<(Kept, u64)> {
         if h.is_control() {
             return Ok((Kept::Whole, 0));
         }
@@ -670,8 +713,9 @@ impl Filter<'_> {
         let (data, count) = batch_records(bytes, h, self.decompress_limit)?;
         let records = parse_records(&data, h.base_offset, count as i32)
             .ok_or_else(|| io::Error::other("undecodable records"))?;
-        let mut kept = Vec::new();
-        let mut kept_count = 0i32;
+        let horizon = delete_horizon(h);
+        let retain_tombstones = horizon.is_none_or(|at| self.now_ms < at);
+        let mut kept: Vec<&RawRecord<'_>> = Vec::new();
         let mut max_delta = i64::MIN;
         for r in &records {
             let retain = match r.key {
@@ -679,34 +723,57 @@ impl Filter<'_> {
                 Some(k) => {
                     r.offset >= self.map_end
                         || (self.map.get(k).is_none_or(|latest| r.offset >= latest)
-                            && (!r.tombstone || retain_deletes))
+                            && (!r.tombstone || retain_tombstones))
                 }
             };
             if retain {
-                kept.extend_from_slice(r.raw);
-                kept_count += 1;
+                kept.push(r);
                 max_delta = max_delta.max(r.timestamp_delta);
             }
         }
-        let removed = (records.len() as i32 - kept_count) as u64;
-        if removed == 0 {
+        let kept_count = kept.len() as i32;
+        let removed = (records.len() - kept.len()) as u64;
+        // The first pass keeping a tombstone starts its horizon (KIP-534).
+        let new_horizon = (horizon.is_none() && kept.iter().any(|r| r.tombstone))
+            .then(|| self.now_ms.saturating_add(self.delete_retention_ms.max(0)));
+        if removed == 0 && new_horizon.is_none() {
             return Ok((Kept::Whole, 0));
         }
         if kept_count == 0 {
             return Ok(emptied(removed));
         }
+        let mut records_out = Vec::new();
+        for r in &kept {
+            match new_horizon {
+                // The horizon becomes the base timestamp: each record's
+                // delta is re-based so that base + delta is unchanged.
+                Some(at) => h
+                    .base_timestamp
+                    .checked_add(r.timestamp_delta)
+                    .and_then(|ts| ts.checked_sub(at))
+                    .and_then(|delta| with_timestamp_delta(r.raw, delta, &mut records_out))
+                    .ok_or_else(|| io::Error::other("record timestamp out of range"))?,
+                None => records_out.extend_from_slice(r.raw),
+            }
+        }
         let mut payload = Vec::new();
-        compression::compress_into(h.compression(), &kept, &mut payload)
+        compression::compress_into(h.compression(), &records_out, &mut payload)
             .map_err(|e| io::Error::other(format!("compressing a batch: {e}")))?;
         let mut rebuilt = rebuild_batch(bytes, kept_count, &payload);
-        if !h.is_log_append_time() {
+        if let Some(at) = new_horizon {
+            let attributes = h.attributes | DELETE_HORIZON_BIT;
+            rebuilt[21..23].copy_from_slice(&attributes.to_be_bytes());
+            rebuilt[27..35].copy_from_slice(&at.to_be_bytes());
+        }
+        if removed > 0 && !h.is_log_append_time() {
             // CreateTime: the largest timestamp left, as Kafka's rebuilt
-            // batches carry (LogAppendTime keeps the append time).
+            // batches carry (LogAppendTime keeps the append time). Only
+            // records were removed here: the stored base is still theirs.
             let max = h.base_timestamp.saturating_add(max_delta);
             rebuilt[35..43].copy_from_slice(&max.to_be_bytes());
-            let crc = crc32c::crc32c(&rebuilt[21..]);
-            rebuilt[17..21].copy_from_slice(&crc.to_be_bytes());
         }
+        let crc = crc32c::crc32c(&rebuilt[21..]);
+        rebuilt[17..21].copy_from_slice(&crc.to_be_bytes());
         Ok((Kept::Rebuilt(rebuilt), removed))
     }
 }
@@ -740,7 +807,6 @@ fn clean_group(
     view: &CleanerView,
     filter: &Filter<'_>,
     group: &[&SegmentView],
-    now_ms: i64,
     stats: &mut PassStats,
     crash: Option<CrashPoint>,
 ) -> io::Result<bool> {
@@ -776,12 +842,10 @@ fn clean_group(
         Ok(())
     };
     for seg in group {
-        let mtime = mtime_ms(&seg.file)?;
-        newest_mtime = newest_mtime.max(mtime);
-        let retain_deletes = now_ms.saturating_sub(mtime) < view.config.delete_retention_ms;
+        newest_mtime = newest_mtime.max(mtime_ms(&seg.file)?);
         for_each_batch(&seg.file, seg.size, filter.io_buffer, |h, bytes| {
             stats.bytes_read += bytes.len() as u64;
-            let (kept, removed) = filter.filter(h, bytes, retain_deletes)?;
+            let (kept, removed) = filter.filter(h, bytes)?;
             stats.records_removed += removed;
             let written: &[u8] = match &kept {
                 Kept::Whole => bytes,
@@ -817,8 +881,9 @@ fn clean_group(
         time_index.maybe_append(max_ts.0, max_ts.1)?;
     }
     stats.bytes_written += position;
-    // Tombstones' delete horizon runs from the newest source's mtime (set
-    // before the fsync so that it is durable too).
+    // The copy keeps the newest source's mtime, as Kafka does (set before
+    // the fsync so that it is durable too); tombstones' horizons are in
+    // their batches.
     out.set_modified(SystemTime::UNIX_EPOCH + Duration::from_millis(newest_mtime.max(0) as u64))?;
     out.sync_all()?;
     offset_index.sync()?;

@@ -2,7 +2,7 @@
 //! the cleaned log against a model, with restarts and crashes at every step
 //! of a cleaning.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 
 use bytes::Bytes;
@@ -255,6 +255,15 @@ fn keeps_latest_per_key_and_offsets_and_never_the_active_segment() {
     assert_eq!(read_all(&log).0, now);
 }
 
+/// The header of the stored batch holding `offset`.
+fn header_at(log: &PartitionLog, offset: i64) -> BatchHeader {
+    read_all(log)
+        .1
+        .into_iter()
+        .find(|h| h.base_offset <= offset && offset <= h.last_offset())
+        .unwrap_or_else(|| panic!("no batch holds offset {offset}"))
+}
+
 #[test]
 fn tombstones_stay_until_the_delete_horizon() {
     let dir = tempfile::tempdir().unwrap();
@@ -277,8 +286,12 @@ fn tombstones_stay_until_the_delete_horizon() {
         0,
     )
     .unwrap();
+    // The first cleaning happens long after the segment was written: the
+    // tombstone still stays, its batch gets a horizon one
+    // delete.retention.ms after this pass.
+    let first = now_ms() + 10 * HOUR;
     let cleaner = cleaner_at(dir.path());
-    cleaner.clean(&log, now_ms(), None).unwrap();
+    cleaner.clean(&log, first, None).unwrap();
     assert_eq!(
         read_all(&log).0,
         vec![
@@ -287,32 +300,56 @@ fn tombstones_stay_until_the_delete_horizon() {
             (3, data(3, Some(3)))
         ]
     );
-    // Within delete.retention.ms of the segment's mtime the tombstone stays,
-    // however often the log is cleaned.
-    log.roll_now(now_ms()).unwrap();
-    cleaner.clean(&log, now_ms() + HOUR / 2, None).unwrap();
+    let h = header_at(&log, 2);
+    assert_eq!(h.attributes & 0x40, 0x40, "delete horizon flag");
+    assert_eq!(h.base_timestamp, first + HOUR);
+    assert_eq!(h.max_timestamp, 1_000, "max timestamp unchanged");
+    assert_eq!(
+        header_at(&log, 1).attributes & 0x40,
+        0,
+        "no tombstone, no horizon"
+    );
+    // The record's own timestamp is unchanged.
+    let r = log.read(2, 4096).unwrap();
+    let mut one = r.records.slice(..h.total_len());
+    let set = RecordBatchDecoder::decode(&mut one).unwrap();
+    assert_eq!(set.records[0].timestamp, 1_000);
+    assert!(set.records[0].value.is_none());
+
+    // Before the horizon it stays, however often the log is cleaned, and
+    // the horizon is not moved.
+    let dirty = |k: u8| {
+        log.append_as_leader(
+            &kv_batch(&[(k, Some(u16::from(k)))], None, false, Compression::None),
+            0,
+        )
+        .unwrap();
+        log.roll_now(now_ms()).unwrap();
+    };
+    dirty(4);
+    let stats = cleaner.clean(&log, first + HOUR - 1, None).unwrap();
+    assert!(stats.new_first_dirty.is_some());
     assert!(read_all(&log).0.contains(&(2, data(1, None))));
-    // Past it, it goes at the next cleaning (one needs something dirty).
+    assert_eq!(header_at(&log, 2).base_timestamp, first + HOUR);
+    // At the horizon, it goes at the next cleaning (one needs something
+    // dirty).
     assert_eq!(
         cleaner
-            .clean(&log, now_ms() + 2 * HOUR, None)
+            .clean(&log, first + HOUR, None)
             .unwrap()
             .new_first_dirty,
         None
     );
-    log.append_as_leader(
-        &kv_batch(&[(4, Some(4))], None, false, Compression::None),
-        0,
-    )
-    .unwrap();
-    log.roll_now(now_ms()).unwrap();
-    cleaner.clean(&log, now_ms() + 2 * HOUR, None).unwrap();
+    assert!(read_all(&log).0.contains(&(2, data(1, None))));
+    dirty(5);
+    cleaner.clean(&log, first + HOUR, None).unwrap();
     assert_eq!(
         read_all(&log).0,
         vec![
             (1, data(2, Some(2))),
             (3, data(3, Some(3))),
-            (4, data(4, Some(4)))
+            (4, data(4, Some(4))),
+            (5, data(5, Some(5)))
         ]
     );
 }
@@ -676,7 +713,11 @@ struct Model {
     /// Next sequence, last batch (first seq, last seq, first offset, last offset).
     producers: HashMap<i64, (i32, LastBatch)>,
     first_dirty: i64,
-    purged_below: i64,
+    /// Delete horizon of each kept tombstone's batch (KIP-534): set by the
+    /// first pass that keeps it.
+    horizons: HashMap<i64, i64>,
+    /// Tombstones a pass at or past their horizon removed.
+    purged: HashSet<i64>,
 }
 
 impl Model {
@@ -692,9 +733,9 @@ impl Model {
         r.txn.is_some_and(|t| self.txns[t] == Some(false))
     }
 
-    /// The log after complete cleanings up to `first_dirty` with tombstones
-    /// purged below `purged_below`.
-    fn expected(&self, first_dirty: i64, purged_below: i64) -> Vec<(i64, Item)> {
+    /// The log after complete cleanings up to `first_dirty` without the
+    /// `purged` tombstones.
+    fn expected(&self, first_dirty: i64, purged: &HashSet<i64>) -> Vec<(i64, Item)> {
         let mut latest: HashMap<String, i64> = HashMap::new();
         for r in &self.recs {
             if let Item::Data(k, _) = &r.item {
@@ -711,11 +752,34 @@ impl Model {
                 Item::Data(k, v) => {
                     !self.aborted(r)
                         && latest.get(k) == Some(&r.offset)
-                        && (v.is_some() || r.offset >= purged_below)
+                        && (v.is_some() || !purged.contains(&r.offset))
                 }
             })
             .map(|r| (r.offset, r.item.clone()))
             .collect()
+    }
+
+    /// A complete pass at `now` up to `end`: every tombstone it keeps below
+    /// `end` goes if its horizon is at or before `now`, else gets one if it
+    /// had none. Returns the (horizons, purged) after it.
+    fn pass(&self, end: i64, now: i64) -> (HashMap<i64, i64>, HashSet<i64>) {
+        let mut horizons = self.horizons.clone();
+        let mut purged = self.purged.clone();
+        for (offset, item) in self.expected(end, &self.purged) {
+            if offset >= end || !matches!(item, Item::Data(_, None)) {
+                continue;
+            }
+            match horizons.get(&offset) {
+                Some(&at) if now >= at => {
+                    purged.insert(offset);
+                }
+                Some(_) => {}
+                None => {
+                    horizons.insert(offset, now + HOUR);
+                }
+            }
+        }
+        (horizons, purged)
     }
 
     fn append(
@@ -771,10 +835,10 @@ impl Harness {
         assert_eq!(
             items,
             self.model
-                .expected(self.model.first_dirty, self.model.purged_below),
-            "log differs from the model (first dirty {}, purged below {})",
+                .expected(self.model.first_dirty, &self.model.purged),
+            "log differs from the model (first dirty {}, purged {:?})",
             self.model.first_dirty,
-            self.model.purged_below
+            self.model.purged
         );
         self.check_state();
     }
@@ -864,16 +928,12 @@ impl Harness {
             Op::Roll => self.log.roll_now(now_ms()).unwrap(),
             Op::Clean(late) => {
                 let expected = self.expected_pass_end();
-                let stats = self
-                    .cleaner
-                    .clean(&self.log, Self::clean_time(*late), None)
-                    .unwrap();
+                let now = Self::clean_time(*late);
+                let stats = self.cleaner.clean(&self.log, now, None).unwrap();
                 assert_eq!(stats.new_first_dirty, expected);
                 if let Some(end) = expected {
+                    (self.model.horizons, self.model.purged) = self.model.pass(end, now);
                     self.model.first_dirty = end;
-                    if *late {
-                        self.model.purged_below = end;
-                    }
                 }
             }
             Op::CrashClean(late, point) => {
@@ -895,9 +955,9 @@ impl Harness {
                 let (items, _) = read_all(&self.log);
                 let old = self
                     .model
-                    .expected(self.model.first_dirty, self.model.purged_below);
-                let purged = if *late { end } else { self.model.purged_below };
-                let new = self.model.expected(end, purged);
+                    .expected(self.model.first_dirty, &self.model.purged);
+                let (horizons, purged) = self.model.pass(end, now);
+                let new = self.model.expected(end, &purged);
                 for item in &new {
                     assert!(items.contains(item), "{point:?}: lost {item:?}");
                 }
@@ -909,7 +969,8 @@ impl Harness {
                 let stats = self.cleaner.clean(&self.log, now, None).unwrap();
                 assert_eq!(stats.new_first_dirty, Some(end));
                 self.model.first_dirty = end;
-                self.model.purged_below = purged;
+                self.model.horizons = horizons;
+                self.model.purged = purged;
             }
             Op::Restart(0) => self.reopen(true),
             Op::Restart(1) => self.reopen(false),
@@ -1438,4 +1499,157 @@ fn max_compaction_lag_rolls_the_active_segment() {
     )
     .unwrap();
     assert_eq!(log.segment_bases(), vec![0]);
+}
+
+/// One batch of `(key, value, timestamp)` records.
+fn stamped_batch(recs: &[(u8, Option<u16>, i64)], compression: Compression) -> Bytes {
+    let records: Vec<Record> = recs
+        .iter()
+        .enumerate()
+        .map(|(i, &(k, v, ts))| {
+            let value = v.map(|v| Bytes::from(format!("value-{v}")));
+            record(i, ts, None, Bytes::from(format!("k{k}")), value)
+        })
+        .collect();
+    crate::coordinator::codec::tests::raw_batch(&records, compression)
+}
+
+/// (offset, timestamp, tombstone) of every record, as a client decodes them.
+fn stamps(log: &PartitionLog) -> Vec<(i64, i64, bool)> {
+    let r = log.read(log.log_start_offset(), 1 << 20).unwrap();
+    let mut bytes = r.records.clone();
+    let mut out = Vec::new();
+    while !bytes.is_empty() {
+        let set = RecordBatchDecoder::decode(&mut bytes).expect("stored batches decode");
+        out.extend(
+            set.records
+                .iter()
+                .map(|r| (r.offset, r.timestamp, r.value.is_none())),
+        );
+    }
+    out
+}
+
+/// ListOffsets by timestamp over `expected` records: the first (in offset
+/// order) whose timestamp is at least `ts`, as (timestamp, offset).
+fn first_at_or_after(expected: &[(i64, i64, bool)], ts: i64) -> Option<(i64, i64)> {
+    expected
+        .iter()
+        .find(|&&(_, t, _)| t >= ts)
+        .map(|&(o, t, _)| (t, o))
+}
+
+fn check_timestamps(log: &PartitionLog, expected: &[(i64, i64, bool)], what: &str) {
+    assert_eq!(stamps(log), expected, "{what}: records and timestamps");
+    for ts in (0..=10_500).step_by(250) {
+        assert_eq!(
+            log.offset_for_timestamp(ts).unwrap(),
+            first_at_or_after(expected, ts),
+            "{what}: ListOffsets({ts})"
+        );
+    }
+    let max = expected.iter().map(|&(_, t, _)| t).max().unwrap();
+    let at = expected.iter().find(|&&(_, t, _)| t == max).unwrap().0;
+    assert_eq!(log.max_timestamp().unwrap(), Some((max, at)), "{what}: max");
+}
+
+#[test]
+fn rebased_batches_keep_every_record_timestamp_with_every_codec() {
+    for compression in [
+        Compression::None,
+        Compression::Gzip,
+        Compression::Snappy,
+        Compression::Lz4,
+        Compression::Zstd,
+    ] {
+        let what = format!("{compression:?}");
+        let dir = tempfile::tempdir().unwrap();
+        let log = create(dir.path(), compact_config(1 << 20));
+        // Offsets 0-4 (timestamps out of order, two tombstones; key 1 is
+        // replaced below): rebuilt with a horizon and one record fewer.
+        let a = [
+            (1, Some(1), 5_000),
+            (2, None, 3_000),
+            (3, Some(3), 9_000),
+            (4, None, 4_000),
+            (5, Some(5), 7_000),
+        ];
+        log.append_as_leader(&stamped_batch(&a, compression), 0)
+            .unwrap();
+        // Offset 5.
+        log.append_as_leader(&stamped_batch(&[(1, Some(11), 6_000)], compression), 0)
+            .unwrap();
+        // Offsets 6-7: nothing removed, only the horizon set.
+        let c = [(6, None, 2_000), (7, Some(7), 8_000)];
+        log.append_as_leader(&stamped_batch(&c, compression), 0)
+            .unwrap();
+        log.roll_now(now_ms()).unwrap();
+        let all = stamps(&log);
+        check_timestamps(&log, &all, &format!("{what} before"));
+
+        let first = now_ms() + 10 * HOUR;
+        let cleaner = cleaner_at(dir.path());
+        cleaner.clean(&log, first, None).unwrap();
+        let kept: Vec<_> = all.iter().copied().filter(|r| r.0 != 0).collect();
+        check_timestamps(&log, &kept, &format!("{what} first pass"));
+        for (offset, max) in [(1, 9_000), (6, 8_000)] {
+            let h = header_at(&log, offset);
+            assert_eq!(h.attributes & 0x40, 0x40, "{what}: horizon at {offset}");
+            assert_eq!(
+                h.base_timestamp,
+                first + HOUR,
+                "{what}: horizon at {offset}"
+            );
+            assert_eq!(h.max_timestamp, max, "{what}: max at {offset}");
+            assert_eq!(h.compression(), header_at(&log, 5).compression(), "{what}");
+        }
+        assert_eq!(header_at(&log, 5).attributes & 0x40, 0, "{what}");
+
+        // Past the horizon the tombstones go; the rest keep their times.
+        log.append_as_leader(&stamped_batch(&[(8, Some(8), 10_000)], compression), 0)
+            .unwrap();
+        log.roll_now(now_ms()).unwrap();
+        let mut expected: Vec<_> = kept.iter().copied().filter(|r| !r.2).collect();
+        expected.push((8, 10_000, false));
+        cleaner.clean(&log, first + HOUR, None).unwrap();
+        check_timestamps(&log, &expected, &format!("{what} after the horizon"));
+        let h = header_at(&log, 1);
+        assert_eq!(h.records_count, 2, "{what}");
+        assert_eq!(h.base_timestamp, first + HOUR, "{what}: horizon kept");
+
+        // A restart re-validates every batch (CRCs, time index).
+        drop(log);
+        let log = open(dir.path(), compact_config(1 << 20), false);
+        check_timestamps(&log, &expected, &format!("{what} after restart"));
+    }
+}
+
+#[test]
+fn a_log_append_time_batch_keeps_its_time_under_a_horizon() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = compact_config(1 << 20);
+    config.message_timestamp_type = crate::config::TimestampType::LogAppendTime;
+    let log = create(dir.path(), config);
+    log.append_as_leader(
+        &stamped_batch(&[(1, None, 1_000), (2, Some(2), 2_000)], Compression::Lz4),
+        0,
+    )
+    .unwrap();
+    log.roll_now(now_ms()).unwrap();
+    let before = header_at(&log, 0);
+    assert!(before.is_log_append_time());
+    let appended = before.max_timestamp;
+    let first = now_ms() + 10 * HOUR;
+    cleaner_at(dir.path()).clean(&log, first, None).unwrap();
+    let h = header_at(&log, 0);
+    assert_eq!(h.attributes & 0x40, 0x40);
+    assert_eq!(h.base_timestamp, first + HOUR);
+    assert_eq!(h.max_timestamp, appended);
+    assert!(h.is_log_append_time());
+    assert_eq!(
+        log.offset_for_timestamp(appended).unwrap(),
+        Some((appended, 0))
+    );
+    assert_eq!(log.max_timestamp().unwrap(), Some((appended, 0)));
+    assert_eq!(stamps(&log).len(), 2);
 }
