@@ -53,7 +53,8 @@ impl Broker {
         partitions: i32,
         overrides: IndexMap<String, String>,
     ) -> Result<Arc<TopicInfo>, MetadataError> {
-        let info = self
+        let mut made = None;
+        let created = self
             .metadata
             .create_topic(name, partitions, overrides, |info| {
                 self.logs
@@ -61,8 +62,25 @@ impl Broker {
                     .map_err(|source| MetadataError::Io {
                         path: self.logs.dir().to_path_buf(),
                         source,
-                    })
-            })?;
+                    })?;
+                made = Some(info.clone());
+                Ok(())
+            });
+        let info = match (created, made) {
+            (Ok(info), _) => info,
+            (Err(e), Some(made)) => {
+                // The record was not written: the logs must go too, or they
+                // stay live (and on disk) beside a topic nobody knows.
+                if let Err(undo) = self.logs.delete_topic(&made) {
+                    tracing::error!(
+                        topic = name,
+                        "removing logs after a failed metadata write: {undo}"
+                    );
+                }
+                return Err(e);
+            }
+            (Err(e), None) => return Err(e),
+        };
         tracing::info!(topic = name, partitions, id = %info.id, "created topic");
         Ok(info)
     }

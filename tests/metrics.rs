@@ -329,6 +329,160 @@ fn scraped_counters_move_by_what_clients_did() {
     );
 }
 
+/// Produces `n` 10-byte records to partition 0 of `topic` with a fresh
+/// producer (one that has not cached an older topic id).
+fn produce_n(bootstrap: &str, topic: &str, n: usize) {
+    let producer = recording_producer(bootstrap, &[("linger.ms", "5")]);
+    for i in 0..n {
+        send_blocking(
+            &producer,
+            BaseRecord::<(), _, usize>::with_opaque_to(topic, i)
+                .partition(0)
+                .payload(&b"0123456789"[..]),
+        );
+    }
+    flush_all_ok(&producer, n);
+}
+
+#[test]
+fn a_topic_recreated_between_scrapes_starts_from_zero() {
+    let _dog = watchdog(
+        "a_topic_recreated_between_scrapes_starts_from_zero",
+        TIMEOUT * 3,
+    );
+    let rt = broker_runtime();
+    let broker = rt.block_on(TestBroker::start_with(with_metrics));
+    let http = broker.handle.as_ref().unwrap().metrics_addr().unwrap();
+    let bootstrap = broker.bootstrap();
+    let admin = admin(&bootstrap);
+    let topic = "metrics-recreated";
+    rt.block_on(create_topic(&admin, topic, 1, &[]));
+    produce_n(&bootstrap, topic, 7);
+    let first = Scrape::take(http);
+    assert_eq!(first.get(&topic_key(MESSAGES_IN, topic)), 7.0);
+
+    // Deleted and re-created with no scrape in between.
+    let opts = rdkafka::admin::AdminOptions::new().operation_timeout(Some(TIMEOUT));
+    let deleted = rt
+        .block_on(admin.delete_topics(&[topic], &opts))
+        .expect("DeleteTopics");
+    assert!(deleted.iter().all(|r| r.is_ok()), "{deleted:?}");
+    rt.block_on(create_topic(&admin, topic, 1, &[]));
+    produce_n(&bootstrap, topic, 3);
+    let second = Scrape::take(http);
+    assert_eq!(
+        second.get(&topic_key(MESSAGES_IN, topic)),
+        3.0,
+        "the new topic counts only its own records"
+    );
+    assert_eq!(
+        second.get(MESSAGES_IN) - first.get(MESSAGES_IN),
+        3.0,
+        "the all-topics sample keeps counting"
+    );
+    // The cleaner's give-ups are exported per log directory (none here).
+    let uncleanable = "kafka_log_logcleanermanager_uncleanable_partitions_count";
+    let dir = broker
+        .handle
+        .as_ref()
+        .unwrap()
+        .broker
+        .config
+        .log_dir
+        .clone();
+    assert_eq!(
+        second.get(&format!(
+            "{uncleanable}{{logDirectory=\"{}\"}}",
+            dir.display()
+        )),
+        0.0
+    );
+}
+
+#[test]
+fn a_partition_the_cleaner_gives_up_on_is_counted() {
+    let _dog = watchdog(
+        "a_partition_the_cleaner_gives_up_on_is_counted",
+        TIMEOUT * 3,
+    );
+    let rt = broker_runtime();
+    let broker = rt.block_on(TestBroker::start_with(|c| {
+        with_metrics(c);
+        c.set("log.cleaner.backoff.ms", "20").unwrap();
+    }));
+    let http = broker.handle.as_ref().unwrap().metrics_addr().unwrap();
+    let log_dir = broker
+        .handle
+        .as_ref()
+        .unwrap()
+        .broker
+        .config
+        .log_dir
+        .clone();
+    let uncleanable = format!(
+        "kafka_log_logcleanermanager_uncleanable_partitions_count{{logDirectory=\"{}\"}}",
+        log_dir.display()
+    );
+    assert_eq!(Scrape::take(http).get(&uncleanable), 0.0);
+
+    // Keyed records over several small segments of a `delete` topic.
+    let topic = "metrics-uncleanable";
+    let admin = admin(&broker.bootstrap());
+    let small = [
+        ("segment.bytes", "1024"),
+        ("min.cleanable.dirty.ratio", "0.01"),
+        ("min.compaction.lag.ms", "0"),
+    ];
+    rt.block_on(create_topic(&admin, topic, 1, &small));
+    let producer = recording_producer(&broker.bootstrap(), &[]);
+    let payload = vec![b'v'; 100];
+    for i in 0..40usize {
+        let key = format!("k{}", i % 5);
+        send_blocking(
+            &producer,
+            BaseRecord::with_opaque_to(topic, i)
+                .partition(0)
+                .key(&key)
+                .payload(&payload),
+        );
+        flush_all_ok(&producer, 1);
+    }
+    drop(producer);
+    // The first batch's records section turns into garbage on disk (an
+    // over-long varint where the first record's length is).
+    let first = log_dir
+        .join(format!("{topic}-0"))
+        .join("00000000000000000000.log");
+    let mut bytes = std::fs::read(&first).unwrap();
+    assert!(bytes.len() > 1024 / 2, "the first segment holds batches");
+    bytes[61..66].fill(0xff);
+    std::fs::write(&first, &bytes).unwrap();
+    assert_eq!(Scrape::take(http).get(&uncleanable), 0.0);
+
+    // Compacting it now fails, and the cleaner gives the partition up.
+    let mut config =
+        rdkafka::admin::AlterConfig::new(rdkafka::admin::ResourceSpecifier::Topic(topic));
+    config = config.set("cleanup.policy", "compact");
+    for (k, v) in small {
+        config = config.set(k, v);
+    }
+    let opts = rdkafka::admin::AdminOptions::new().request_timeout(Some(TIMEOUT));
+    let altered = rt
+        .block_on(admin.alter_configs([&config], &opts))
+        .expect("AlterConfigs");
+    assert!(altered.iter().all(|r| r.is_ok()), "{altered:?}");
+    let gave_up = wait_for(
+        TIMEOUT,
+        || "the cleaner to give the partition up".into(),
+        || {
+            let s = Scrape::take(http);
+            (s.get(&uncleanable) > 0.0).then_some(s)
+        },
+    );
+    assert_eq!(gave_up.get(&uncleanable), 1.0);
+    assert!(gave_up.get("runnel_log_cleaner_failures_total") >= 1.0);
+}
+
 #[test]
 fn long_polls_groups_and_transactions_show_up() {
     let _dog = watchdog("long_polls_groups_and_transactions_show_up", TIMEOUT * 4);

@@ -200,14 +200,14 @@ fn count_fetch(
     wanted: &[Wanted],
     partitions: &[(usize, PartitionData)],
 ) {
-    let mut current: Option<(&str, Arc<crate::metrics::TopicCounters>)> = None;
+    let mut current: Option<(uuid::Uuid, Arc<crate::metrics::TopicCounters>)> = None;
     for (w, (_, data)) in wanted.iter().zip(partitions) {
         let Ok(log) = &w.log else { continue };
         let counters = match &current {
-            Some((topic, c)) if *topic == log.topic => c.clone(),
+            Some((id, c)) if *id == log.topic_id => c.clone(),
             _ => {
-                let c = metrics.topic(&log.topic);
-                current = Some((&log.topic, c.clone()));
+                let c = metrics.topic(log.topic_id, &log.topic);
+                current = Some((log.topic_id, c.clone()));
                 c
             }
         };

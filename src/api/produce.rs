@@ -29,7 +29,7 @@ pub fn handle(ctx: RequestContext, req: ProduceRequest) -> ResponseFuture {
         };
         // Only the coordinators write internal topics.
         let internal = info.is_some_and(|i| i.is_internal());
-        let counters = info.map(|i| broker.metrics.topic(&i.name));
+        let counters = info.map(|i| broker.metrics.topic(i.id, &i.name));
         let missing = if ctx.version >= 13 {
             Code::UnknownTopicId
         } else {

@@ -417,13 +417,24 @@ fn grow_one(
     let logs = &broker.logs;
     match broker
         .metadata
-        .create_partitions(info.id, t.count, |grown, from| {
-            logs.create_partitions(grown, from)
-                .map_err(|source| MetadataError::Io {
-                    path: logs.dir().to_path_buf(),
-                    source,
-                })
-        }) {
+        .create_partitions(
+            info.id,
+            t.count,
+            |grown, from| {
+                logs.create_partitions(grown, from)
+                    .map_err(|source| MetadataError::Io {
+                        path: logs.dir().to_path_buf(),
+                        source,
+                    })
+            },
+            |grown, from| {
+                // The metadata write failed: what it does not record must
+                // not stay live (or on disk) either.
+                if let Err(e) = logs.forget_partitions(grown, from) {
+                    tracing::error!(topic = %grown.name, from, "removing partitions after a failed metadata write: {e}");
+                }
+            },
+        ) {
         Ok(grown) => {
             tracing::info!(topic = %grown.name, from = current, to = grown.partitions, "added partitions");
             Ok(())

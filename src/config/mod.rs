@@ -571,6 +571,44 @@ impl BrokerConfig {
         Effective { explicit: &merged }.topic_defaults()
     }
 
+    /// [`BrokerConfig::topic_defaults_with`] for stored dynamic configs at
+    /// start-up: a value that no longer validates (after an upgrade, say) is
+    /// left out on its own, as Kafka drops just the invalid dynamic keys,
+    /// instead of costing every other one. Keys are tried in layering order
+    /// and each is kept if the set so far still validates. Returns the
+    /// defaults and the left-out (layer, key, reason); the layer is `""` for
+    /// cluster-wide, `"broker"` for this node's own.
+    pub fn topic_defaults_skipping_invalid(
+        &self,
+        dynamic: &DynamicBrokerConfigs,
+    ) -> (TopicConfig, Vec<(&'static str, String, ConfigError)>) {
+        if let Ok(defaults) = self.topic_defaults_with(dynamic) {
+            return (defaults, Vec::new());
+        }
+        let mut kept = DynamicBrokerConfigs::default();
+        let mut skipped = Vec::new();
+        let layers = [("", &dynamic.cluster), ("broker", &dynamic.per_broker)];
+        for (layer, entries) in layers {
+            for (key, value) in entries {
+                let mut trial = kept.clone();
+                let target = if layer.is_empty() {
+                    &mut trial.cluster
+                } else {
+                    &mut trial.per_broker
+                };
+                target.insert(key.clone(), value.clone());
+                match self.topic_defaults_with(&trial) {
+                    Ok(_) => kept = trial,
+                    Err(e) => skipped.push((layer, key.clone(), e)),
+                }
+            }
+        }
+        let defaults = self
+            .topic_defaults_with(&kept)
+            .unwrap_or_else(|_| self.topic_defaults.clone());
+        (defaults, skipped)
+    }
+
     /// DescribeConfigs for this broker: every broker key we honour, sorted by
     /// name. `keys` of `None` or empty means all of them.
     pub fn describe(

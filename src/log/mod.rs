@@ -178,9 +178,16 @@ impl LogManager {
     /// renamed (so the name is free at once, as Kafka does with `-delete`)
     /// and removed.
     pub fn delete_topic(&self, info: &TopicInfo) -> io::Result<()> {
+        self.forget_partitions(info, 0)
+    }
+
+    /// Forgets partitions `from..info.partitions` and removes their data, as
+    /// [`LogManager::delete_topic`] does; undoes
+    /// [`LogManager::create_partitions`] when the metadata write fails.
+    pub fn forget_partitions(&self, info: &TopicInfo, from: i32) -> io::Result<()> {
         let removed: Vec<_> = {
             let mut map = self.partitions.write();
-            (0..info.partitions)
+            (from..info.partitions)
                 .filter_map(|p| map.remove(&(info.id, p)))
                 .collect()
         };

@@ -335,12 +335,15 @@ impl MetadataStore {
     /// Grows topic `id` to `count` partitions (CreatePartitions). `prepare`
     /// gets the grown topic and the first new partition and creates the logs
     /// before the record is written, as in [`MetadataStore::create_topic`];
-    /// a crash in between leaves directories that start-up removes.
+    /// a crash in between leaves directories that start-up removes. If the
+    /// write fails, `undo` gets the same arguments to remove them again, so
+    /// that the live logs match the metadata.
     pub fn create_partitions(
         &self,
         id: Uuid,
         count: i32,
         prepare: impl FnOnce(&TopicInfo, i32) -> Result<(), MetadataError>,
+        undo: impl FnOnce(&TopicInfo, i32),
     ) -> Result<Arc<TopicInfo>, MetadataError> {
         let mut writer = self.writer.lock();
         let image = self.image();
@@ -355,11 +358,22 @@ impl MetadataStore {
         let from = info.partitions;
         info.partitions = count;
         prepare(&info, from)?;
-        writer.append(&MetadataRecord::Partitions {
+        if let Err(e) = writer.append(&MetadataRecord::Partitions {
             id,
             partitions: count,
-        })?;
+        }) {
+            undo(&info, from);
+            return Err(e);
+        }
         Ok(self.publish_topic(&image, info))
+    }
+
+    /// Makes every later metadata write fail with a real I/O error (the log
+    /// reopened read-only), as a full or failing disk would.
+    #[cfg(test)]
+    pub(crate) fn fail_writes(&self) {
+        let mut writer = self.writer.lock();
+        writer.file = File::open(&writer.path).unwrap();
     }
 
     /// Applies client-quota changes (`None` removes the key) durably and at
@@ -397,10 +411,15 @@ impl MetadataStore {
         let _writer = self.writer.lock();
         let image = self.image();
         let dynamic = image.dynamic_broker(self.node_id);
-        let defaults = config.topic_defaults_with(&dynamic).unwrap_or_else(|e| {
-            tracing::warn!("stored dynamic broker config no longer valid ({e}); using the static configuration");
-            config.topic_defaults.clone()
-        });
+        let (defaults, skipped) = config.topic_defaults_skipping_invalid(&dynamic);
+        for (layer, key, e) in skipped {
+            let resource = if layer.is_empty() {
+                "the cluster default".to_owned()
+            } else {
+                format!("broker {}", self.node_id)
+            };
+            tracing::warn!(key = %key, "stored dynamic config {key} of {resource} is no longer valid and is ignored ({e}); the other dynamic configs apply");
+        }
         *self.static_config.write() = Some(config.clone());
         let next = reresolve(&image, &defaults);
         *self.topic_defaults.write() = defaults;
@@ -845,19 +864,29 @@ mod tests {
             .unwrap();
         let mut seen_from = None;
         let grown = store
-            .create_partitions(a.id, 5, |info, from| {
-                seen_from = Some((from, info.partitions));
-                Ok(())
-            })
+            .create_partitions(
+                a.id,
+                5,
+                |info, from| {
+                    seen_from = Some((from, info.partitions));
+                    Ok(())
+                },
+                |_, _| panic!("nothing to undo"),
+            )
             .unwrap();
         assert_eq!((grown.partitions, seen_from), (5, Some((2, 5))));
         assert!(matches!(
-            store.create_partitions(a.id, 5, |_, _| Ok(())),
+            store.create_partitions(a.id, 5, |_, _| Ok(()), |_, _| ()),
             Err(MetadataError::InvalidPartitions(5))
         ));
         // A failing prepare writes nothing.
         assert!(store
-            .create_partitions(a.id, 9, |_, _| Err(MetadataError::Identity("no".into())))
+            .create_partitions(
+                a.id,
+                9,
+                |_, _| Err(MetadataError::Identity("no".into())),
+                |_, _| panic!("a failed prepare cleans up itself"),
+            )
             .is_err());
         let user: QuotaEntity = vec![("user".into(), Some("alice".into()))];
         let default_ip: QuotaEntity = vec![("ip".into(), None)];
@@ -892,6 +921,117 @@ mod tests {
                 .get("connection_creation_rate"),
             Some(&3.0)
         );
+    }
+
+    #[test]
+    fn partitions_made_for_a_failed_write_are_removed_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = tempfile::tempdir().unwrap();
+        let store = MetadataStore::open(dir.path(), 1, None, defaults()).unwrap();
+        let logs = crate::log::LogManager::open(data.path(), &store.image()).unwrap();
+        let io = |source| MetadataError::Io {
+            path: data.path().to_path_buf(),
+            source,
+        };
+        let a = store
+            .create_topic("a", 2, IndexMap::new(), |info| {
+                logs.create_topic(info).map_err(io)
+            })
+            .unwrap();
+        store.fail_writes();
+        let failed = store.create_partitions(
+            a.id,
+            5,
+            |grown, from| logs.create_partitions(grown, from).map_err(io),
+            |grown, from| logs.forget_partitions(grown, from).unwrap(),
+        );
+        assert!(
+            matches!(failed, Err(MetadataError::Io { .. })),
+            "{failed:?}"
+        );
+        assert_eq!(store.image().topic("a").unwrap().partitions, 2);
+        for p in 0..5 {
+            assert_eq!(logs.get(&a.id, p).is_some(), p < 2, "partition {p} live");
+        }
+        let mut on_disk: Vec<String> = fs::read_dir(data.path())
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.path().is_dir())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        on_disk.sort();
+        assert_eq!(on_disk, ["a-0", "a-1"]);
+    }
+
+    #[tokio::test]
+    async fn a_topic_whose_record_fails_leaves_no_logs() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = BrokerConfig::default_for_tests(dir.path().to_path_buf());
+        config.set("listeners", "PLAINTEXT://127.0.0.1:0").unwrap();
+        let handle = crate::broker::start(config).await.unwrap();
+        let broker = handle.broker.clone();
+        let before = broker.logs.all().len();
+        broker.metadata.fail_writes();
+        let failed = broker.create_topic("doomed", 3, IndexMap::new());
+        assert!(
+            matches!(failed, Err(MetadataError::Io { .. })),
+            "{failed:?}"
+        );
+        assert!(broker.metadata.image().topic("doomed").is_none());
+        assert_eq!(
+            broker.logs.all().len(),
+            before,
+            "no partition log left live"
+        );
+        let left: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with("doomed"))
+            .collect();
+        assert!(left.is_empty(), "{left:?}");
+        drop(broker);
+        handle.shutdown().await.unwrap();
+    }
+
+    #[test]
+    fn one_stale_dynamic_broker_config_leaves_the_others_in_force() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = BrokerConfig::default_for_tests(dir.path().to_path_buf());
+        let store = MetadataStore::open(dir.path(), 1, None, defaults()).unwrap();
+        store.use_broker_config(&config);
+        let t = store
+            .create_topic("t", 1, IndexMap::new(), |_| Ok(()))
+            .unwrap();
+        drop(store);
+        // As if written by a version that accepted these values: a valid
+        // and an invalid one per layer.
+        let stored = |resource: &str, key: &str, value: &str| MetadataRecord::BrokerConfig {
+            resource: resource.to_owned(),
+            key: key.to_owned(),
+            value: Some(value.to_owned()),
+        };
+        let batch = records::encode_batch(&[
+            stored("", "log.retention.ms", "60000"),
+            stored("", "log.segment.bytes", "banana"),
+            stored("1", "log.retention.bytes", "4242"),
+            stored("1", "log.retention.ms", "0"),
+        ]);
+        let mut file = OpenOptions::new()
+            .append(true)
+            .open(dir.path().join(METADATA_LOG))
+            .unwrap();
+        file.write_all(batch.as_bytes()).unwrap();
+        drop(file);
+
+        let store = MetadataStore::open(dir.path(), 1, None, defaults()).unwrap();
+        store.use_broker_config(&config);
+        let d = store.topic_defaults();
+        assert_eq!(d.retention_ms, 60_000, "the cluster value, not the bad one");
+        assert_eq!(d.retention_bytes, 4242);
+        assert_eq!(d.segment_bytes, config.topic_defaults.segment_bytes);
+        let topic = store.image().topic_by_id(&t.id).unwrap().config.clone();
+        assert_eq!((topic.retention_ms, topic.retention_bytes), (60_000, 4242));
     }
 
     #[test]

@@ -13,11 +13,17 @@ use tokio::sync::{watch, Semaphore};
 
 /// The largest request head read; scrapers send a few hundred bytes.
 pub const MAX_REQUEST_BYTES: usize = 8 * 1024;
-/// How long a client may take to send its request head, and to read the
-/// response.
+/// How long a client may take to send its request head.
+pub const HEAD_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a client may take to read the response.
 pub const IO_TIMEOUT: Duration = Duration::from_secs(10);
-/// Connections served at once; more wait in the accept backlog.
-pub const MAX_CONNECTIONS: usize = 64;
+/// Connections open at once. Each costs a head buffer while it is read, so
+/// idle clients are cheap; one past the cap is answered 503 at once rather
+/// than left in the backlog, where it would queue a probe behind it.
+pub const MAX_CONNECTIONS: usize = 1024;
+/// Requests handled at once, counted only from a complete request head so
+/// that clients that never finish theirs cannot hold them.
+pub const MAX_REQUESTS: usize = 64;
 
 /// What the handler is asked: the method (GET or HEAD) and the path without
 /// its query string.
@@ -123,24 +129,27 @@ where
     H: Fn(Request) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = Response> + Send + 'static,
 {
-    let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let connections = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let requests = Arc::new(Semaphore::new(MAX_REQUESTS));
     loop {
-        let permit = tokio::select! {
-            p = permits.clone().acquire_owned() => match p {
-                Ok(p) => p,
-                Err(_) => return,
-            },
-            _ = shutdown.changed() => return,
-        };
         let accepted = tokio::select! {
             a = listener.accept() => a,
             _ = shutdown.changed() => return,
         };
         match accepted {
             Ok((stream, _)) => {
+                let Ok(permit) = connections.clone().try_acquire_owned() else {
+                    // Best effort, never waiting: the socket buffer of a
+                    // fresh connection takes this.
+                    let busy = encode(&Response::text(503, "too many connections\n"), false);
+                    let _ = stream.try_write(&busy);
+                    continue;
+                };
                 let handler = handler.clone();
+                let requests = requests.clone();
                 tokio::spawn(async move {
-                    let _ = tokio::time::timeout(IO_TIMEOUT * 2, answer(stream, handler)).await;
+                    let whole = HEAD_TIMEOUT + IO_TIMEOUT + Duration::from_secs(5);
+                    let _ = tokio::time::timeout(whole, answer(stream, handler, requests)).await;
                     drop(permit);
                 });
             }
@@ -152,7 +161,7 @@ where
     }
 }
 
-async fn answer<H, F>(mut stream: TcpStream, handler: H)
+async fn answer<H, F>(mut stream: TcpStream, handler: H, requests: Arc<Semaphore>)
 where
     H: Fn(Request) -> F,
     F: Future<Output = Response>,
@@ -161,6 +170,9 @@ where
         Ok(head) => match parse_head(&head) {
             Ok(request) => {
                 let head_only = request.head_only;
+                let Ok(_permit) = requests.acquire().await else {
+                    return;
+                };
                 (handler(request).await, head_only)
             }
             Err(bad) => (refusal(bad), false),
@@ -205,7 +217,7 @@ fn refusal(bad: BadRequest) -> Response {
 async fn read_head(stream: &mut TcpStream) -> Result<Vec<u8>, Option<BadRequest>> {
     let mut buf = vec![0u8; MAX_REQUEST_BYTES];
     let mut filled = 0;
-    let read = tokio::time::timeout(IO_TIMEOUT, async {
+    let read = tokio::time::timeout(HEAD_TIMEOUT, async {
         loop {
             if filled == buf.len() {
                 return Err(Some(BadRequest::TooLarge));
@@ -348,5 +360,56 @@ mod tests {
         drop(TcpStream::connect(addr).await.unwrap());
         let again = exchange(addr, b"GET /health HTTP/1.0\r\n\r\n").await;
         assert!(again.starts_with("HTTP/1.1 200 "), "{again}");
+    }
+
+    #[tokio::test]
+    async fn idle_connections_do_not_starve_health() {
+        let (addr, _stop) = server().await;
+        // More idle clients than requests handled at once, half of them
+        // with a started but unfinished head.
+        let mut idle = Vec::new();
+        for i in 0..100 {
+            let mut s = TcpStream::connect(addr).await.unwrap();
+            if i % 2 == 0 {
+                s.write_all(b"GET /met").await.unwrap();
+            }
+            idle.push(s);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let started = std::time::Instant::now();
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        s.write_all(b"GET /health HTTP/1.1\r\n\r\n").await.unwrap();
+        let mut out = Vec::new();
+        tokio::time::timeout(Duration::from_secs(1), s.read_to_end(&mut out))
+            .await
+            .expect("/health answered within a second")
+            .unwrap();
+        let text = String::from_utf8_lossy(&out);
+        assert!(text.starts_with("HTTP/1.1 200 "), "{text}");
+        assert!(started.elapsed() < Duration::from_secs(1));
+        drop(idle);
+    }
+
+    #[tokio::test]
+    async fn a_client_past_the_cap_is_refused_at_once() {
+        let (addr, _stop) = server().await;
+        let mut idle = Vec::new();
+        for _ in 0..MAX_CONNECTIONS {
+            idle.push(TcpStream::connect(addr).await.unwrap());
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        let mut out = Vec::new();
+        tokio::time::timeout(Duration::from_secs(1), s.read_to_end(&mut out))
+            .await
+            .expect("refused within a second")
+            .unwrap();
+        let text = String::from_utf8_lossy(&out);
+        assert!(text.starts_with("HTTP/1.1 503 "), "{text}");
+        // Once idle clients leave, requests are served again.
+        drop(idle);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let ok = exchange(addr, b"GET /health HTTP/1.1\r\n\r\n").await;
+        assert!(ok.starts_with("HTTP/1.1 200 "), "{ok}");
     }
 }

@@ -30,6 +30,7 @@ use parking_lot::RwLock;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use uuid::Uuid;
 
 use crate::api::{RequestContext, ResponseFuture};
 use crate::broker::Broker;
@@ -145,7 +146,9 @@ struct ListenerConnections {
 }
 
 pub struct Metrics {
-    topics: RwLock<HashMap<String, Arc<TopicCounters>>>,
+    /// By topic id, so a topic deleted and re-created under the same name
+    /// starts from zero even when no scrape saw it gone.
+    topics: RwLock<HashMap<Uuid, (String, Arc<TopicCounters>)>>,
     all_topics: TopicCounters,
     apis: Box<[ApiStats]>,
     produce_purgatory: AtomicI64,
@@ -193,17 +196,18 @@ impl Metrics {
         }
     }
 
-    /// The counters of `topic` (an existing topic: callers look it up in
-    /// the metadata first, so clients cannot grow this map with made-up
-    /// names).
-    pub fn topic(&self, topic: &str) -> Arc<TopicCounters> {
-        if let Some(c) = self.topics.read().get(topic) {
+    /// The counters of the topic `id` named `name` (an existing topic:
+    /// callers look it up in the metadata first, so clients cannot grow this
+    /// map with made-up ids).
+    pub fn topic(&self, id: Uuid, name: &str) -> Arc<TopicCounters> {
+        if let Some((_, c)) = self.topics.read().get(&id) {
             return c.clone();
         }
         self.topics
             .write()
-            .entry(topic.to_owned())
-            .or_default()
+            .entry(id)
+            .or_insert_with(|| (name.to_owned(), Arc::default()))
+            .1
             .clone()
     }
 

@@ -103,19 +103,20 @@ pub(super) async fn render(broker: &Arc<Broker>, shutting_down: bool) -> String 
 fn topic_metrics(page: &mut Page, broker: &Broker, m: &Metrics) {
     let image = broker.metadata.image();
     let topics: Vec<(String, Arc<TopicCounters>)> = {
+        let live =
+            |id: &uuid::Uuid, name: &str| image.topic_by_id(id).is_some_and(|t| t.name == name);
         let map = m.topics.read();
-        let stale = map.keys().any(|t| image.topic(t).is_none());
+        let stale = map.iter().any(|(id, (name, _))| !live(id, name));
         drop(map);
         if stale {
-            // Kafka removes a deleted topic's meters; a recreated topic
-            // starts from zero again.
-            m.topics.write().retain(|t, _| image.topic(t).is_some());
+            // Kafka removes a deleted topic's meters.
+            m.topics.write().retain(|id, (name, _)| live(id, name));
         }
         let mut v: Vec<_> = m
             .topics
             .read()
-            .iter()
-            .map(|(k, c)| (k.clone(), c.clone()))
+            .values()
+            .map(|(name, c)| (name.clone(), c.clone()))
             .collect();
         v.sort_by(|a, b| a.0.cmp(&b.0));
         v
@@ -358,6 +359,18 @@ fn cleaner_metrics(page: &mut Page, broker: &Broker) {
         "Duration of the last cleaning, in seconds (one cleaner thread).",
     );
     page.sample(name, &[], stats.last_duration_ms as f64 / 1000.0);
+    let name = "kafka_log_logcleanermanager_uncleanable_partitions_count";
+    page.family(
+        name,
+        Kind::Gauge,
+        "Partitions the log cleaner gave up on after a failed cleaning, until restart.",
+    );
+    let dir = broker.config.log_dir.to_string_lossy();
+    page.sample(
+        name,
+        &[("logDirectory", &dir)],
+        stats.uncleanable_partitions as f64,
+    );
 }
 
 /// Families of one sample without labels each: (name, help, value).
