@@ -255,7 +255,7 @@ fn build_response(req: &FetchRequest, partitions: Vec<(usize, PartitionData)>) -
 mod tests {
     use super::*;
     use crate::config::BrokerConfig;
-    use crate::log::control::{Marker, MarkerType};
+    use crate::log::control::Marker;
     use bytes::Bytes;
     use kafka_protocol::records::{Compression, Record, TimestampType};
 
@@ -284,16 +284,7 @@ mod tests {
     }
 
     fn marker(pid: i64, commit: bool) -> Marker {
-        Marker {
-            kind: if commit {
-                MarkerType::Commit
-            } else {
-                MarkerType::Abort
-            },
-            producer_id: pid,
-            producer_epoch: 0,
-            coordinator_epoch: 0,
-        }
+        crate::log::tests::marker(pid, 0, commit)
     }
 
     #[test]

@@ -416,7 +416,7 @@ impl LogManager {
 #[cfg(test)]
 mod cleaner_tests;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 #[cfg(test)]
 mod txn_tests;
 

@@ -42,7 +42,7 @@ pub(crate) fn make_batch(
 }
 
 /// A commit or abort marker of `pid` at `epoch` (coordinator epoch 0).
-pub(super) fn marker(pid: i64, epoch: i16, commit: bool) -> Marker {
+pub(crate) fn marker(pid: i64, epoch: i16, commit: bool) -> Marker {
     Marker {
         kind: if commit {
             MarkerType::Commit
