@@ -32,16 +32,23 @@ pub const ZSTD: u8 = 4;
 
 /// `compression.type` as a target codec: `Some(None)` for "producer" (keep
 /// what the producer sent), `Some(Some(id))` for a codec, `None` if unknown.
+/// Called once per append, so it compares in place rather than allocating a
+/// lower-cased copy.
 pub fn target_codec(name: &str) -> Option<Option<u8>> {
-    Some(match name.trim().to_ascii_lowercase().as_str() {
-        "producer" => None,
-        "uncompressed" | "none" => Some(NONE),
-        "gzip" => Some(GZIP),
-        "snappy" => Some(SNAPPY),
-        "lz4" => Some(LZ4),
-        "zstd" => Some(ZSTD),
-        _ => return None,
-    })
+    const NAMES: [(&str, Option<u8>); 7] = [
+        ("producer", None),
+        ("uncompressed", Some(NONE)),
+        ("none", Some(NONE)),
+        ("gzip", Some(GZIP)),
+        ("snappy", Some(SNAPPY)),
+        ("lz4", Some(LZ4)),
+        ("zstd", Some(ZSTD)),
+    ];
+    let name = name.trim();
+    NAMES
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|&(_, codec)| codec)
 }
 
 /// What one append must check and convert, taken from the topic config at
@@ -414,6 +421,9 @@ mod tests {
         assert_eq!(target_codec("lz4"), Some(Some(LZ4)));
         assert_eq!(target_codec("zstd"), Some(Some(ZSTD)));
         assert_eq!(target_codec("brotli"), None);
+        assert_eq!(target_codec(" ZSTD "), Some(Some(ZSTD)));
+        assert_eq!(target_codec("none"), Some(Some(NONE)));
+        assert_eq!(target_codec("gzip2"), None);
     }
 
     #[test]
