@@ -46,9 +46,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use super::compression;
+use super::control::put_varint;
 use bytes::Bytes;
 
-use super::batch::{BatchHeader, HEADER_LEN};
+use super::batch::{self, BatchHeader, HEADER_LEN};
 use super::fsutil;
 use super::index::{OffsetIndex, TimeIndex};
 use super::partition::PartitionLog;
@@ -423,22 +424,18 @@ fn batch_records(batch: &[u8], h: &BatchHeader, limit: usize) -> io::Result<(Byt
     Ok((data, h.records_count.max(0) as usize))
 }
 
-/// A batch header with new records: batch length, record count and CRC
-/// recomputed, every other field as stored. Empty batches lose their codec
+/// A batch header with new records and record count, every other field as
+/// stored; the caller patches what else changes, then [`batch::seal`]s it
+/// (batch length and CRC, computed once). Empty batches lose their codec
 /// (there is nothing to decompress), as Kafka's `writeEmptyHeader`.
 fn rebuild_batch(original: &[u8], count: i32, records: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(HEADER_LEN + records.len());
     out.extend_from_slice(&original[..HEADER_LEN]);
     out.extend_from_slice(records);
-    let batch_length = (out.len() - 12) as i32;
-    out[8..12].copy_from_slice(&batch_length.to_be_bytes());
     if count == 0 {
-        let attributes = i16::from_be_bytes([out[21], out[22]]) & !0x07;
-        out[21..23].copy_from_slice(&attributes.to_be_bytes());
+        batch::set_compression(&mut out, compression::NONE);
     }
     out[57..61].copy_from_slice(&count.to_be_bytes());
-    let crc = crc32c::crc32c(&out[21..]);
-    out[17..21].copy_from_slice(&crc.to_be_bytes());
     out
 }
 
@@ -515,15 +512,6 @@ const DELETE_HORIZON_BIT: i16 = 0x40;
 /// The delete horizon stored in a batch (KIP-534), if any.
 fn delete_horizon(h: &BatchHeader) -> Option<i64> {
     (h.attributes & DELETE_HORIZON_BIT != 0).then_some(h.base_timestamp)
-}
-
-fn put_varint(out: &mut Vec<u8>, v: i64) {
-    let mut z = ((v << 1) ^ (v >> 63)) as u64;
-    while z >= 0x80 {
-        out.push((z as u8) | 0x80);
-        z >>= 7;
-    }
-    out.push(z as u8);
 }
 
 /// `raw` (one record: length, attributes, timestamp delta, rest) with its
@@ -610,7 +598,7 @@ pub fn clean_partition(
                     }
                 }
             }
-            map_end = h.last_offset() + 1;
+            map_end = h.last_offset().saturating_add(1);
             Ok(true)
         })?;
         if full {
@@ -699,7 +687,9 @@ impl Filter<'_> {
             h.has_producer_id() && self.producer_last.get(&h.producer_id) == Some(&h.last_offset());
         let emptied = |removed: u64| {
             if last_of_producer {
-                (Kept::Rebuilt(rebuild_batch(bytes, 0, &[])), removed)
+                let mut empty = rebuild_batch(bytes, 0, &[]);
+                batch::seal(&mut empty);
+                (Kept::Rebuilt(empty), removed)
             } else {
                 (Kept::Dropped, removed)
             }
@@ -772,8 +762,7 @@ impl Filter<'_> {
             let max = h.base_timestamp.saturating_add(max_delta);
             rebuilt[35..43].copy_from_slice(&max.to_be_bytes());
         }
-        let crc = crc32c::crc32c(&rebuilt[21..]);
-        rebuilt[17..21].copy_from_slice(&crc.to_be_bytes());
+        batch::seal(&mut rebuilt);
         Ok((Kept::Rebuilt(rebuilt), removed))
     }
 }

@@ -1501,6 +1501,28 @@ fn max_compaction_lag_rolls_the_active_segment() {
     assert_eq!(log.segment_bases(), vec![0]);
 }
 
+/// The other side of the roll: a segment whose records span exactly
+/// `max.compaction.lag.ms` (2 ms here) is not rolled; one more ms is.
+#[test]
+fn max_compaction_lag_rolls_only_past_the_lag() {
+    for (lag, bases) in [(2, vec![0]), (1, vec![0, 1])] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = compact_config(1 << 20);
+        config.segment_ms = 7 * 24 * HOUR;
+        config.max_compaction_lag_ms = lag;
+        let log = create(dir.path(), config);
+        // Timestamps 1000, then 1000..=1002: the second batch is 2 ms on.
+        for recs in [
+            &[(1, Some(1))][..],
+            &[(1, Some(2)), (2, Some(3)), (1, Some(4))],
+        ] {
+            log.append_as_leader(&kv_batch(recs, None, false, Compression::None), 0)
+                .unwrap();
+        }
+        assert_eq!(log.segment_bases(), bases, "max.compaction.lag.ms={lag}");
+    }
+}
+
 /// One batch of `(key, value, timestamp)` records.
 fn stamped_batch(recs: &[(u8, Option<u16>, i64)], compression: Compression) -> Bytes {
     let records: Vec<Record> = recs

@@ -109,7 +109,7 @@ pub enum ControlError {
 }
 
 /// Appends Kafka's zigzag varint encoding of `v` (fits every i32 and i64).
-fn put_varint(out: &mut Vec<u8>, v: i64) {
+pub(crate) fn put_varint(out: &mut Vec<u8>, v: i64) {
     // Zigzag: the sign goes to bit 0, so small magnitudes take few bytes.
     let mut z = ((v << 1) ^ (v >> 63)) as u64;
     while z >= 0x80 {

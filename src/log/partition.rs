@@ -113,11 +113,11 @@ impl Isolation {
     }
 }
 
-/// What [`PartitionLog::write_batch`] wrote.
+/// What [`PartitionLog::write_batch`] wrote (its base offset is
+/// `stored.base_offset`).
 struct Written {
-    base_offset: i64,
-    log_append_time: i64,
     stored: BatchHeader,
+    log_append_time: i64,
     rolled: bool,
 }
 
@@ -556,23 +556,12 @@ impl PartitionLog {
             }
         }
 
-        let Written {
-            base_offset,
-            log_append_time,
-            stored,
-            rolled,
-        } = self.write_batch(&mut state, records, now_ms)?;
-
+        let written = self.write_batch(&mut state, records, now_ms)?;
         {
             let st = &mut *state;
-            apply_data_batch(&mut st.producers, &mut st.txns, &stored);
+            apply_data_batch(&mut st.producers, &mut st.txns, &written.stored);
         }
-        Ok(self.publish(
-            state,
-            &stored,
-            (base_offset, log_append_time, rolled),
-            now_ms,
-        ))
+        Ok(self.publish(state, &written, now_ms))
     }
 
     /// Appends a COMMIT/ABORT control batch for `marker` (written by the
@@ -598,12 +587,8 @@ impl PartitionLog {
             .producers
             .check_marker(pid, marker.producer_epoch, marker.coordinator_epoch)?;
         let bytes = control::encode_marker(marker, now_ms);
-        let Written {
-            base_offset,
-            log_append_time,
-            stored,
-            rolled,
-        } = self.write_batch(&mut state, &bytes, now_ms)?;
+        let written = self.write_batch(&mut state, &bytes, now_ms)?;
+        let base_offset = written.stored.base_offset;
 
         // The abort goes to the index before the state commits: if the index
         // write fails the marker is cut off again and nothing happened.
@@ -636,16 +621,11 @@ impl PartitionLog {
         }
         {
             let st = &mut *state;
-            apply_marker(&mut st.producers, &mut st.txns, marker, &stored);
+            apply_marker(&mut st.producers, &mut st.txns, marker, &written.stored);
             st.markers_appended += 1;
             st.last_marker.insert(pid, st.markers_appended);
         }
-        Ok(self.publish(
-            state,
-            &stored,
-            (base_offset, log_append_time, rolled),
-            now_ms,
-        ))
+        Ok(self.publish(state, &written, now_ms))
     }
 
     /// The last stable offset: the first offset of the oldest open
@@ -701,10 +681,10 @@ impl PartitionLog {
     fn publish(
         &self,
         mut state: parking_lot::MutexGuard<'_, LogState>,
-        stored: &BatchHeader,
-        (base_offset, log_append_time, rolled): (i64, i64, bool),
+        written: &Written,
         now_ms: i64,
     ) -> Appended {
+        let stored = &written.stored;
         state.unflushed_messages += stored.records_count as i64;
         let needs_flush = state.unflushed_messages >= state.config.flush_messages
             || now_ms.saturating_sub(state.last_flush_ms) >= state.config.flush_ms;
@@ -716,12 +696,12 @@ impl PartitionLog {
         drop(state);
         self.appended.notify_waiters();
         Appended {
-            base_offset,
-            log_append_time,
+            base_offset: stored.base_offset,
+            log_append_time: written.log_append_time,
             log_start_offset,
             needs_flush,
             duplicate: false,
-            rolled,
+            rolled: written.rolled,
         }
     }
 
@@ -755,9 +735,8 @@ impl PartitionLog {
             .active()
             .append(&head, rest, &stored, index_interval)?;
         Ok(Written {
-            base_offset,
-            log_append_time,
             stored,
+            log_append_time,
             rolled,
         })
     }
