@@ -9,7 +9,6 @@
 //! never a panic.
 
 use bytes::{Buf, Bytes, BytesMut};
-use kafka_protocol::compression::{self as cmpr, Decompressor};
 use kafka_protocol::records::{
     Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
 };
@@ -456,16 +455,23 @@ fn check_header(h: &BatchHeader) -> Result<()> {
     Ok(())
 }
 
-/// Decompresses a batch's records and bounds the record count by what the
-/// plain bytes can hold, before the crate reserves room for that many.
+/// Decompresses a batch's records (through the log's bounded decompression:
+/// at most its 64 MiB floor, far above any coordinator batch) and bounds the
+/// record count by what the plain bytes can hold, before the crate reserves
+/// room for that many.
 fn decompress(data: &mut Bytes, c: Compression, count: usize) -> anyhow::Result<Bytes> {
-    let take = |b: &mut Bytes| Ok(std::mem::take(b));
-    let plain = match c {
-        Compression::None => std::mem::take(data),
-        Compression::Gzip => cmpr::Gzip::decompress(data, take)?,
-        Compression::Snappy => cmpr::Snappy::decompress(data, take)?,
-        Compression::Lz4 => cmpr::Lz4::decompress(data, take)?,
-        Compression::Zstd => cmpr::Zstd::decompress(data, take)?,
+    use crate::log::compression::{self as codec, decompressed_limit};
+    let id = match c {
+        Compression::None => None,
+        Compression::Gzip => Some(codec::GZIP),
+        Compression::Snappy => Some(codec::SNAPPY),
+        Compression::Lz4 => Some(codec::LZ4),
+        Compression::Zstd => Some(codec::ZSTD),
+    };
+    let plain = match id {
+        None => std::mem::take(data),
+        Some(id) => codec::decompress(id, data, decompressed_limit(0))
+            .map_err(|e| anyhow::anyhow!("decompressing a batch: {e}"))?,
     };
     anyhow::ensure!(
         count <= plain.len() / MIN_RECORD_BYTES,
