@@ -20,12 +20,10 @@ pub struct Broker {
     pub config: BrokerConfig,
     pub metadata: MetadataStore,
     pub logs: Arc<LogManager>,
-    /// Where clients are told to connect (advertised listener, port resolved
-    /// after binding so `:0` works in tests).
-    pub advertised: Endpoint,
     /// Index for index with `config.listeners`: what a client that came in
     /// through that listener is told (Metadata, FindCoordinator), as Kafka
     /// answers with the endpoint of the listener the request arrived on.
+    /// Ports are resolved after binding so `:0` works in tests; never empty.
     pub advertised_by_listener: Vec<Endpoint>,
     pub groups: GroupCoordinator,
     pub txns: TxnCoordinator,
@@ -40,9 +38,10 @@ impl Broker {
 
     /// The advertised endpoint of listener `index` (the first one if out of range).
     pub fn advertised_for(&self, index: usize) -> &Endpoint {
-        self.advertised_by_listener
-            .get(index)
-            .unwrap_or(&self.advertised)
+        let all = &self.advertised_by_listener;
+        all.get(index)
+            .or(all.first())
+            .expect("start() refuses a broker without listeners")
     }
 
     /// Creates a topic: validated, partition directories made, then the
@@ -127,10 +126,8 @@ impl BrokerHandle {
 
     /// `host:port` of the advertised listener, for `bootstrap.servers`.
     pub fn bootstrap_servers(&self) -> String {
-        format!(
-            "{}:{}",
-            self.broker.advertised.host, self.broker.advertised.port
-        )
+        let advertised = self.broker.advertised_for(0);
+        format!("{}:{}", advertised.host, advertised.port)
     }
 
     /// Stops accepting, lets connections answer what they already read,
@@ -202,7 +199,6 @@ pub async fn start(config: BrokerConfig) -> anyhow::Result<BrokerHandle> {
             ep
         })
         .collect();
-    let advertised = advertised_by_listener[0].clone();
 
     let dir = config.log_dir.clone();
     let defaults = config.topic_defaults.clone();
@@ -236,7 +232,6 @@ pub async fn start(config: BrokerConfig) -> anyhow::Result<BrokerHandle> {
         config,
         metadata,
         logs: Arc::new(logs),
-        advertised,
         advertised_by_listener,
         groups,
         txns,

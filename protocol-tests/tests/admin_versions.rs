@@ -1231,4 +1231,15 @@ async fn huge_partition_counts_are_a_policy_violation() {
     )
     .await;
     assert_eq!(got, vec![("g1".into(), 0, None), ("g2".into(), 0, None)]);
+    // The bound itself: a topic record plus 9999 partition records is the
+    // most one request may write; one partition more is refused.
+    for (partitions, want) in [(9_999, 0), (10_000, POLICY_VIOLATION)] {
+        let req = CreateTopicsRequest::default()
+            .with_topics(vec![creatable("edge", partitions)])
+            .with_timeout_ms(10_000)
+            .with_validate_only(true);
+        let resp: CreateTopicsResponse = c.call(7, &req).await;
+        let got: Vec<_> = resp.topics.iter().map(|t| t.error_code).collect();
+        assert_eq!(got, vec![want], "{partitions} partitions");
+    }
 }

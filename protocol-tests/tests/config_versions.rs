@@ -260,12 +260,13 @@ async fn incremental_alter_configs_every_version_and_op() {
             topic_value(&mut c, &t, "segment.ms").await,
             ("5000".into(), DYNAMIC_TOPIC)
         );
-        // APPEND starts from the default ("delete") and skips what is there.
+        // APPEND starts from the default ("delete") and skips what is there;
+        // items are trimmed, as Kafka parses a LIST.
         let r = incremental(
             &mut c,
             v,
             false,
-            one(&[("cleanup.policy", APPEND, Some("compact,delete"))]),
+            one(&[("cleanup.policy", APPEND, Some("compact , delete"))]),
         )
         .await;
         assert_eq!(r, vec![(NONE, None)], "v{v}");
@@ -279,6 +280,19 @@ async fn incremental_alter_configs_every_version_and_op() {
             v,
             false,
             one(&[("cleanup.policy", SUBTRACT, Some("delete"))]),
+        )
+        .await;
+        assert_eq!(r, vec![(NONE, None)], "v{v}");
+        assert_eq!(
+            topic_value(&mut c, &t, "cleanup.policy").await,
+            ("compact".into(), DYNAMIC_TOPIC)
+        );
+        // An empty value is an empty list: nothing to append.
+        let r = incremental(
+            &mut c,
+            v,
+            false,
+            one(&[("cleanup.policy", APPEND, Some(""))]),
         )
         .await;
         assert_eq!(r, vec![(NONE, None)], "v{v}");

@@ -30,7 +30,7 @@ use super::{str_bytes, Code, RequestContext};
 use crate::metadata::{topic_name, TopicInfo};
 
 /// "Authorized operations not requested".
-const OPERATIONS_OMITTED: i32 = i32::MIN;
+pub(crate) const OPERATIONS_OMITTED: i32 = i32::MIN;
 
 /// Without an authorizer Kafka reports every operation the resource type
 /// supports (AclEntry.supportedOperations) as a bit field of AclOperation

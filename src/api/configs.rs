@@ -368,7 +368,10 @@ fn apply_change(
                     .filter(|s| !s.is_empty())
                     .map(str::to_owned)
                     .collect();
-                for v in value.split(',') {
+                // Kafka's LIST parsing: items trimmed, an empty value no items.
+                let value = value.trim();
+                let given = value.split(',').map(str::trim);
+                for v in given.filter(|_| !value.is_empty()) {
                     if op == APPEND {
                         if !items.iter().any(|i| i == v) {
                             items.push(v.to_owned());

@@ -11,8 +11,7 @@ use kafka_protocol::protocol::StrBytes;
 use super::{Code, RequestContext};
 use crate::metadata::{topic_name, MetadataError, TopicInfo};
 
-/// Kafka's "authorized operations not requested" marker.
-const AUTHORIZED_OPERATIONS_OMITTED: i32 = i32::MIN;
+use super::cluster::OPERATIONS_OMITTED as AUTHORIZED_OPERATIONS_OMITTED;
 
 pub fn handle(ctx: &RequestContext, req: MetadataRequest) -> MetadataResponse {
     let broker = &ctx.broker;
